@@ -1,0 +1,176 @@
+"""The `edgevoice` command. Thin: parses arguments, calls the library, prints results."""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from edgevoice.errors import EdgevoiceError
+
+app = typer.Typer(help="edgevoice: an on-device speech stack for voice assistants.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+corpus_app = typer.Typer(help="Build and inspect speech corpora made from text and TTS voices.", no_args_is_help=True)
+app.add_typer(corpus_app, name="corpus")
+
+
+def _fail(exc: Exception) -> None:
+    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+@corpus_app.command("build")
+def corpus_build(
+    out: Path = typer.Option(..., "--out", help="Output folder (manifest.jsonl, audio/)."),
+    hours: float = typer.Option(1.0, "--hours", help="Hours of audio to build."),
+    seed: int = typer.Option(0, "--seed", help="Same seed, same corpus."),
+    templates: Optional[List[Path]] = typer.Option(None, "--templates", help="Your own intent templates (hassil YAML); repeatable."),
+    sources: Optional[str] = typer.Option(None, "--sources", help="Comma-separated text sources (default: all built-in; "
+                                          "'templates' alone with --templates builds only your domain)."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", help="Worker processes (default: all cores)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Synthesize a labelled many-voice corpus; re-running finishes what is missing."""
+    from edgevoice.corpus.builder import DEFAULT_SOURCES, BuildConfig, build_corpus
+
+    try:
+        source_list = [s.strip() for s in sources.split(",") if s.strip()] if sources else list(DEFAULT_SOURCES)
+        config = BuildConfig(hours=hours, seed=seed, templates=[str(t) for t in templates or []],
+                             sources=source_list)
+        summary = build_corpus(config, out, jobs=jobs, progress=not quiet)
+    except EdgevoiceError as exc:
+        _fail(exc)
+    typer.echo(f"{summary['utterances']} utterances, {summary['hours']:.2f} h in {out} "
+               f"({summary['wall_seconds']:.0f} s, {summary['x_real_time']}x real time)")
+
+
+@corpus_app.command("stats")
+def corpus_stats_cmd(
+    corpus: Path = typer.Argument(..., help="Corpus folder or manifest.jsonl."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="PNG path (default: CORPUS/stats.png)."),
+) -> None:
+    """Hours per split, engine, source, intent and voice; distinct voices; a PNG summary."""
+    from edgevoice.corpus.stats import corpus_stats, plot_stats
+
+    try:
+        stats = corpus_stats(corpus)
+        png = plot or ((corpus if corpus.is_dir() else corpus.parent) / "stats.png")
+        plot_stats(corpus, png)
+    except EdgevoiceError as exc:
+        _fail(exc)
+    if as_json:
+        typer.echo(json.dumps(stats, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(f"[bold]{stats['utterances']}[/] utterances, [bold]{stats['hours']:.2f}[/] h, "
+                  f"mean {stats['mean_duration']:.2f} s")
+    table = Table("split", "hours", "voices", "speakers", "engines")
+    for split, h in stats["hours_per_split"].items():
+        table.add_row(split, f"{h:.2f}", str(stats["distinct_voices"].get(split, 0)),
+                      str(stats["distinct_speakers"].get(split, 0)), ", ".join(stats["engines_per_split"].get(split, [])))
+    console.print(table)
+    for title, key in (("engine", "hours_per_engine"), ("source", "hours_per_source")):
+        t = Table(title, "hours")
+        for k, v in stats[key].items():
+            t.add_row(k, f"{v:.2f}")
+        console.print(t)
+    intents = list(stats["hours_per_intent"].items())
+    console.print(f"{len(intents)} intents; top: " + ", ".join(f"{k} {v:.2f} h" for k, v in intents[:8]))
+    console.print(f"voice overlap between splits: {stats['voice_overlap']}; "
+                  f"sentence overlap: {stats['sentence_overlap']}")
+    console.print(f"augmentation: {stats['augmentation_share']}")
+    console.print(f"plot: {png}")
+
+
+@corpus_app.command("voices")
+def corpus_voices(
+    split: Optional[str] = typer.Option(None, "--split", help="Only voices of this split (train, dev, test)."),
+    engine: Optional[str] = typer.Option(None, "--engine", help="Only this engine."),
+) -> None:
+    """List the voice catalog: voice id, split, speaker."""
+    from edgevoice.corpus.tts import voice_catalog
+
+    for v in voice_catalog():
+        if (split is None or v.split == split) and (engine is None or v.engine == engine):
+            typer.echo(f"{v.id}\t{v.split}\t{v.speaker}")
+
+
+@corpus_app.command("say")
+def corpus_say(
+    text: str = typer.Argument(..., help="Text to speak (normalized to spoken form)."),
+    voice: str = typer.Option("flite:slt:p1.00:w1.00", "--voice", help="Voice id (see `corpus voices`)."),
+    out: Path = typer.Option(Path("say.wav"), "--out", help="Output audio file."),
+    whisper: bool = typer.Option(False, "--whisper", help="Whisper it (LPC whisperizer)."),
+) -> None:
+    """Synthesize one utterance with one voice: for listening to voices and checking engines."""
+    import numpy as np
+
+    from edgevoice.audio import augment
+    from edgevoice.audio.io import write_audio
+    from edgevoice.corpus.layout import tts_text
+    from edgevoice.corpus.tts import Synthesizer, Voice
+    from edgevoice.text.normalize import normalize
+
+    try:
+        v = Voice.parse(voice)
+        with Synthesizer() as synth:
+            x = augment.trim(synth.synthesize(tts_text(normalize(text)), v))
+        if whisper:
+            x = augment.whisperize(x, np.random.default_rng(0))
+        write_audio(out, x)
+    except EdgevoiceError as exc:
+        _fail(exc)
+    typer.echo(f"{out}: {len(x) / 16000:.2f} s, voice {v.id} ({v.split})")
+
+
+@corpus_app.command("sample")
+def corpus_sample(
+    templates: Optional[Path] = typer.Option(None, "--templates", help="Template file (default: Home Assistant)."),
+    n: int = typer.Option(10, "-n", help="How many sentences."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Print random sentences (spoken form, intent, slots) drawn from templates."""
+    from edgevoice.corpus.templates import home_assistant_sampler, load_template_file
+
+    try:
+        sampler = load_template_file(templates) if templates else home_assistant_sampler()
+        rng = random.Random(seed)
+        for _ in range(n):
+            s = sampler.sample(rng)
+            typer.echo(json.dumps({"text": s.text, "intent": s.intent, "slots": s.slot_dicts()}, ensure_ascii=False))
+    except EdgevoiceError as exc:
+        _fail(exc)
+
+
+@corpus_app.command("import")
+def corpus_import(
+    kind: str = typer.Argument(..., help="real | librispeech | commonvoice | kaldi | jsonl"),
+    source: str = typer.Argument(..., help="Real set name or folder / TSV / JSONL path."),
+    out: Path = typer.Option(..., "--out", help="Output folder for 16 kHz FLAC + manifest.jsonl."),
+) -> None:
+    """Bring a recorded corpus into the manifest schema (resampled to 16 kHz)."""
+    from edgevoice.corpus.loaders import LOADERS, import_corpus
+
+    if kind not in LOADERS:
+        _fail(EdgevoiceError(f"unknown corpus kind {kind!r}; choose from {', '.join(LOADERS)}"))
+    try:
+        records = import_corpus(LOADERS[kind](source), out)
+    except EdgevoiceError as exc:
+        _fail(exc)
+    typer.echo(f"{len(records)} utterances, {sum(r['duration'] for r in records) / 3600:.2f} h -> {out}/manifest.jsonl")
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,549 @@
+"""`edgevoice corpus build`: text sources x voices x augmentation -> 16 kHz FLAC + manifest.
+
+Determinism: utterance i is planned from (seed, i) alone, and the corpus is the shortest
+prefix of utterances 0, 1, 2, ... that reaches the requested hours, so the same seed gives
+the same manifest whatever the number of worker processes.
+
+Resumability: every finished utterance is appended to `journal.jsonl` after its audio
+file is in place; a re-run skips what the journal lists and finishes the rest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgevoice.audio import augment
+from edgevoice.audio.io import SAMPLE_RATE, write_audio
+from edgevoice.corpus.layout import WAKE_WORDS, lay_out, natural_pause_positions, tts_text
+from edgevoice.corpus.manifest import SPLITS, validate_record, write_manifest
+from edgevoice.corpus.sentences import Sentence, contains_phrase
+from edgevoice.corpus.slot_lists import heldout_names
+from edgevoice.corpus.tts import ENGINES, Synthesizer, Voice, voices_for_split
+from edgevoice.errors import ConfigError, EdgevoiceError
+
+FORMAT_VERSION = 1
+
+# Share of the utterances drawn from each text source (normalized over those present).
+SOURCE_WEIGHTS = {
+    "home_assistant": 0.35,
+    "assistant": 0.15,
+    "slurp_lm": 0.22,
+    "hwu64": 0.12,
+    "snips": 0.12,
+    "slurp_devel": 0.04,  # dev split only
+}
+USER_TEMPLATE_WEIGHT = 1.0  # each user template file weighs as much as all defaults together
+ENGINE_WEIGHTS = {
+    "train": {"espeak": 0.3, "flite": 0.35, "festival": 0.35},
+    "dev": {"espeak": 0.4, "flite": 0.35, "festival": 0.25},
+    "test": {"espeak": 0.5, "festival": 0.5},
+}
+DEFAULT_SOURCES = ("home_assistant", "assistant", "slurp_lm", "hwu64", "snips", "slurp_devel")
+MAX_WORDS = 25
+
+
+@dataclass
+class BuildConfig:
+    hours: float = 1.0
+    seed: int = 0
+    templates: list[str] = field(default_factory=list)
+    sources: list[str] = field(default_factory=lambda: list(DEFAULT_SOURCES))
+    text_dir: str | None = None  # ../shared/data/text by default
+    split_fractions: dict = field(default_factory=lambda: {"train": 0.9, "dev": 0.05, "test": 0.05})
+    template_samples: int = 20000  # random sentences drawn from each template set
+    wake_word_prob: float = 0.3
+    pause_prob: float = 0.2
+    whisper_prob: float = 0.06
+    noise_prob: float = 0.75
+    snr_range: tuple = (0.0, 30.0)
+    rir_prob: float = 0.4
+    telephone_prob: float = 0.07
+    tempo_range: tuple = (0.85, 1.2)
+    pitch_semitones: float = 1.5
+    lead_silence: tuple = (0.1, 1.0)
+    trail_silence: tuple = (0.2, 1.5)
+
+    def validate(self) -> "BuildConfig":
+        if not self.hours > 0:
+            raise ConfigError(f"hours must be positive, got {self.hours}")
+        fr = self.split_fractions
+        if set(fr) != set(SPLITS) or abs(sum(fr.values()) - 1) > 1e-6 or min(fr.values()) < 0:
+            raise ConfigError(f"split_fractions must give train/dev/test shares summing to 1, got {fr}")
+        for name in ("wake_word_prob", "pause_prob", "whisper_prob", "noise_prob", "rir_prob", "telephone_prob"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"{name} must be within 0-1, got {getattr(self, name)}")
+        known = set(DEFAULT_SOURCES) | {"templates"}
+        unknown = [s for s in self.sources if s not in known]
+        if unknown:
+            raise ConfigError(f"unknown text source(s) {unknown}; choose from {sorted(known)}")
+        if not 0 <= self.snr_range[0] <= self.snr_range[1]:
+            raise ConfigError(f"snr_range must be (low, high) with 0 <= low <= high, got {self.snr_range}")
+        return self
+
+    def fingerprint(self) -> str:
+        """Everything that changes the corpus content (hours only extends it)."""
+        d = asdict(self)
+        d.pop("hours")
+        return hashlib.sha1(json.dumps(d, sort_keys=True, default=list).encode()).hexdigest()[:12]
+
+
+# ---------------------------------------------------------------- text pools
+
+def split_key(text: str) -> str:
+    """The text a sentence's split is decided by: without a leading wake word, so that
+    "alexa what time is it" (a source sentence) and "what time is it" (which may get the
+    wake word prepended) always land in the same split."""
+    for wake in sorted(WAKE_WORDS, key=len, reverse=True):
+        if text.startswith(wake + " "):
+            return text[len(wake) + 1 :]
+    return text
+
+
+def sentence_split(sentence: Sentence, fractions: dict) -> str:
+    if sentence.split:
+        return sentence.split
+    digest = hashlib.sha1(split_key(sentence.text).encode()).hexdigest()
+    bucket = int(digest[:8], 16) % 10000 / 10000
+    if bucket < fractions["test"]:
+        return "test"
+    if bucket < fractions["test"] + fractions["dev"]:
+        return "dev"
+    return "train"
+
+
+class TextPools:
+    """Sentences per split and source; splits disjoint by sentence text; held-out rare
+    names removed from training text."""
+
+    def __init__(self, config: BuildConfig):
+        from edgevoice.corpus.templates import assistant_sampler, home_assistant_sampler, load_template_file
+        from edgevoice.corpus.text_sources import shared_text_sources
+
+        rng = random.Random(config.seed)
+        sources: dict[str, list[Sentence]] = {}
+        weights: dict[str, float] = {}
+        wanted = set(config.sources)
+        samplers = []
+        if "home_assistant" in wanted:
+            samplers.append(("home_assistant", home_assistant_sampler()))
+        if "assistant" in wanted:
+            samplers.append(("assistant", assistant_sampler()))
+        for path in config.templates:
+            sampler = load_template_file(path)
+            samplers.append((sampler.source, sampler))
+        for name, sampler in samplers:
+            drawn = {s.text: s for s in (sampler.sample(rng) for _ in range(config.template_samples)) if s.text}
+            if not drawn:
+                from edgevoice.errors import TemplateError
+
+                raise TemplateError(f"{name}: the templates expand to no text")
+            sources[name] = list(drawn.values())
+            weights[name] = USER_TEMPLATE_WEIGHT if name.startswith("templates:") else SOURCE_WEIGHTS[name]
+        shared_wanted = wanted & {"slurp_lm", "hwu64", "snips", "slurp_devel"}
+        if shared_wanted:
+            shared = shared_text_sources(config.text_dir)
+            missing = shared_wanted - set(shared)
+            if missing:
+                print(f"note: text source(s) {sorted(missing)} not found (../shared/data/text absent); "
+                      "building from the other sources")
+            for name in shared_wanted & set(shared):
+                sources[name] = shared[name]
+                weights[name] = SOURCE_WEIGHTS[name]
+        if not sources:
+            raise ConfigError("no text sources: give --templates FILE or enable the default sources")
+        banned: dict[str, list[list[str]]] = {}  # first word -> held-out names starting with it
+        for name in heldout_names():
+            banned.setdefault(name.split()[0], []).append(name.split())
+        self.pools: dict[str, dict[str, list[Sentence]]] = {s: {} for s in SPLITS}
+        # Sentences a source pins to a split (SLURP devel -> dev) pin their wake-word-free
+        # text there too, so no other source can put the same words in another split.
+        pinned = {split_key(s.text): s.split for ss in sources.values() for s in ss if s.split}
+        self.dropped_heldout = 0
+        for name in sorted(sources):
+            seen = set()
+            for sentence in sources[name]:
+                if sentence.text in seen or len(sentence.words) > MAX_WORDS:
+                    continue
+                seen.add(sentence.text)
+                split = pinned.get(split_key(sentence.text)) or sentence_split(sentence, config.split_fractions)
+                if split == "train" and any(contains_phrase(sentence.words, b)
+                                            for w in set(sentence.words) & banned.keys() for b in banned[w]):
+                    self.dropped_heldout += 1
+                    continue
+                self.pools[split].setdefault(name, []).append(sentence)
+        self.weights = {
+            split: {name: weights[name] for name in self.pools[split]} for split in SPLITS
+        }
+
+    def choose(self, split: str, rng: np.random.Generator) -> Sentence:
+        names = sorted(self.weights[split])
+        if not names:
+            raise ConfigError(f"no sentences for the {split} split; use more text or different split fractions")
+        p = np.array([self.weights[split][n] for n in names])
+        name = names[rng.choice(len(names), p=p / p.sum())]
+        pool = self.pools[split][name]
+        return pool[rng.integers(len(pool))]
+
+    def counts(self) -> dict:
+        return {split: {name: len(v) for name, v in pools.items()} for split, pools in self.pools.items()}
+
+
+# ---------------------------------------------------------------- planning
+
+@dataclass
+class UtteranceSpec:
+    index: int
+    id: str
+    split: str
+    sentence: Sentence
+    voice: Voice
+    tempo: float
+    pitch_shift: float
+    whisper: str | None  # None, "espeak" (whisper variant) or "lpc" (whisperizer)
+    wake_word: str | None
+    wake_gap: float
+    lead_silence: float
+    trail_silence: float
+    pause_before: list[int]  # command word indices a pause precedes
+    pause_durations: list[float]
+    noise: str | None
+    snr: float | None
+    rir: int | None
+    gain_db: float
+    telephone: bool
+
+
+def _voices_by_split() -> dict[str, dict[str, dict[str, list[Voice]]]]:
+    """split -> engine -> engine voice name -> pseudo-speakers"""
+    out: dict = {}
+    for split in SPLITS:
+        out[split] = {}
+        for v in voices_for_split(split):
+            base = v.name.split("+")[0] if v.engine == "espeak" else v.name
+            out[split].setdefault(v.engine, {}).setdefault(base, []).append(v)
+    return out
+
+
+class Planner:
+    def __init__(self, config: BuildConfig, pools: TextPools, n_rirs: int):
+        self.config = config
+        self.pools = pools
+        self.voices = _voices_by_split()
+        self.n_rirs = n_rirs
+
+    def plan(self, index: int) -> UtteranceSpec:
+        c = self.config
+        rng = np.random.default_rng([c.seed, index])
+        splits = list(SPLITS)
+        split = splits[rng.choice(3, p=[c.split_fractions[s] for s in splits])]
+        sentence = self.pools.choose(split, rng)
+        engines = {e: w for e, w in ENGINE_WEIGHTS[split].items() if e in self.voices[split]}
+        names = sorted(engines)
+        p = np.array([engines[e] for e in names])
+        engine = names[rng.choice(len(names), p=p / p.sum())]
+        bases = sorted(self.voices[split][engine])
+        candidates = self.voices[split][engine][bases[rng.integers(len(bases))]]
+        voice = candidates[rng.integers(len(candidates))]
+
+        whisper = None
+        if rng.random() < c.whisper_prob:
+            whisper = "espeak" if engine == "espeak" and rng.random() < 0.5 else "lpc"
+        wake = WAKE_WORDS[rng.integers(len(WAKE_WORDS))] if rng.random() < c.wake_word_prob else None
+        words = sentence.words
+        pause_before: list[int] = []
+        if rng.random() < c.pause_prob:
+            positions = natural_pause_positions(words, [s.start for s in sentence.slots])
+            if positions:
+                k = 2 if len(positions) > 2 and rng.random() < 0.25 else 1
+                pause_before = sorted(int(x) for x in rng.choice(positions, size=k, replace=False))
+        noise = snr = None
+        if rng.random() < c.noise_prob:
+            kinds = augment.NOISE_TYPES if whisper is None else ("white", "pink", "brown", "hvac")
+            noise = str(kinds[rng.integers(len(kinds))])
+            snr = round(float(rng.uniform(*c.snr_range)), 1)
+        return UtteranceSpec(
+            index=index,
+            id=f"ev{c.seed}-{index:07d}",
+            split=split,
+            sentence=sentence,
+            voice=voice,
+            tempo=round(float(rng.uniform(*c.tempo_range)), 3),
+            pitch_shift=round(float(2 ** (rng.uniform(-c.pitch_semitones, c.pitch_semitones) / 12)), 3),
+            whisper=whisper,
+            wake_word=wake,
+            wake_gap=round(float(rng.uniform(0.1, 0.7)), 3),
+            lead_silence=round(float(rng.uniform(*c.lead_silence)), 3),
+            trail_silence=round(float(rng.uniform(*c.trail_silence)), 3),
+            pause_before=pause_before,
+            pause_durations=[round(float(rng.uniform(0.3, 1.0)), 3) for _ in pause_before],
+            noise=noise,
+            snr=snr,
+            rir=int(rng.integers(self.n_rirs)) if self.n_rirs and rng.random() < c.rir_prob else None,
+            gain_db=round(float(rng.uniform(-12.0, 6.0)), 1),
+            telephone=bool(rng.random() < c.telephone_prob),
+        )
+
+
+# ---------------------------------------------------------------- rendering
+
+@dataclass
+class Banks:
+    """Shared, precomputed material: room impulse responses and babble tracks."""
+
+    rirs: list[np.ndarray]
+    rir_info: list[dict]
+    babble: list[np.ndarray]
+
+
+def _speak(synth: Synthesizer, text: str, spec: UtteranceSpec, rng: np.random.Generator) -> np.ndarray:
+    audio = synth.synthesize(tts_text(text), spec.voice, spec.tempo, spec.pitch_shift,
+                             whisper=spec.whisper == "espeak")
+    audio = augment.trim(audio)
+    if spec.whisper == "lpc":
+        audio = augment.whisperize(audio, rng)
+    if len(audio) < SAMPLE_RATE // 50:
+        raise EdgevoiceError(f"{spec.voice.id} produced (almost) no speech for {text!r}")
+    return audio
+
+
+def render(spec: UtteranceSpec, synth: Synthesizer, banks: Banks, seed: int) -> tuple[np.ndarray, dict]:
+    """Synthesize and augment one utterance; return (16 kHz audio, manifest record)."""
+    rng = np.random.default_rng([seed, spec.index, 1])
+    words = spec.sentence.words
+    offset = len(spec.wake_word.split()) if spec.wake_word else 0
+    bounds = [0] + spec.pause_before + [len(words)]
+    pieces = [_speak(synth, " ".join(words[a:b]), spec, rng) for a, b in zip(bounds, bounds[1:])]
+    wake = _speak(synth, spec.wake_word, spec, rng) if spec.wake_word else None
+    layout = lay_out(
+        pieces,
+        [b + offset for b in bounds[:-1]],
+        spec.pause_durations,
+        spec.lead_silence,
+        spec.trail_silence,
+        wake=wake,
+        wake_text=spec.wake_word,
+        wake_gap=spec.wake_gap,
+    )
+    x = layout.audio
+    s0, s1 = layout.speech_region
+    # Level: speech at -23 dBFS before room, noise and gain.
+    x = x * 10 ** ((-23.0 - augment.rms_db(x[s0:s1])) / 20)
+    aug: dict = {"tempo": spec.tempo, "pitch": spec.pitch_shift, "noise": spec.noise, "snr": spec.snr,
+                 "rir": None, "gain_db": spec.gain_db, "telephone": spec.telephone}
+    if spec.whisper:
+        aug["whisper_method"] = spec.whisper
+    if spec.rir is not None:
+        x = augment.apply_rir(x, banks.rirs[spec.rir])
+        aug["rir"] = spec.rir
+        aug.update(banks.rir_info[spec.rir])
+    if spec.noise is not None:
+        if spec.noise == "babble":
+            talkers = [banks.babble[i] for i in rng.choice(len(banks.babble), size=min(4, len(banks.babble)), replace=False)]
+            noise = augment.babble_from(talkers, len(x), rng)
+        else:
+            noise = augment.colored_noise(len(x), spec.noise, rng)
+        x = augment.mix_at_snr(x, noise, spec.snr, (s0, s1))
+    if spec.telephone:
+        x = augment.telephone(x)
+    x = x * 10 ** (spec.gain_db / 20)
+    x = x + rng.standard_normal(len(x)).astype(np.float32) * 10 ** (-75 / 20)  # never digital silence
+    peak = float(np.max(np.abs(x)))
+    if peak > 0.99:  # keep the clip-free level instead of clipping
+        x = x * (0.99 / peak)
+        aug["gain_db"] = round(spec.gain_db + 20 * np.log10(0.99 / peak), 1)
+    sentence = spec.sentence
+    text = f"{spec.wake_word} {sentence.text}" if spec.wake_word else sentence.text
+    slots = [dict(s.to_dict(), start=s.start + offset, end=s.end + offset) for s in sentence.slots]
+    record = {
+        "id": spec.id,
+        "audio": f"audio/{spec.index // 1000:04d}/{spec.id}.flac",
+        "sample_rate": SAMPLE_RATE,
+        "duration": round(len(x) / SAMPLE_RATE, 3),
+        "text": text,
+        "intent": sentence.intent,
+        "slots": slots,
+        "voice": spec.voice.id,
+        "speaker": spec.voice.speaker,
+        "language": "en",
+        "whisper": spec.whisper is not None,
+        "augmentation": aug,
+        "wake_word": layout.wake_word,
+        "speech_start": layout.speech_start,
+        "speech_end": layout.speech_end,
+        "pauses": layout.pauses,
+        "split": spec.split,
+        "source": sentence.source,
+        "engine": spec.voice.engine,
+    }
+    return x.astype(np.float32), record
+
+
+# ---------------------------------------------------------------- banks
+
+def build_banks(cache_dir: Path, config: BuildConfig, pools: TextPools, n_rirs: int = 200, n_babble: int = 12) -> Banks:
+    """Room responses and babble tracks, computed once per corpus and cached."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    path = cache_dir / "banks.npz"
+    if path.exists():
+        data = np.load(path, allow_pickle=False)
+        info = json.loads(str(data["rir_info"]))
+        return Banks([data[f"rir{i}"] for i in range(len(info))], info,
+                     [data[f"babble{i}"] for i in range(int(data["n_babble"]))])
+    rng = np.random.default_rng([config.seed, 7])
+    rirs, infos = [], []
+    for _ in range(n_rirs):
+        rir, info = augment.make_room_impulse_response(rng)
+        rirs.append(rir)
+        infos.append(info)
+    # Babble from training text and training voices (fast engines), never test material.
+    babble = []
+    voices = [v for v in voices_for_split("train") if v.engine != "festival"]
+    with Synthesizer() as synth:
+        for _ in range(n_babble):
+            talk = []
+            for _ in range(4):
+                sentence = pools.choose("train", rng)
+                voice = voices[rng.integers(len(voices))]
+                talk.append(augment.trim(synth.synthesize(tts_text(sentence.text), voice)))
+            babble.append(np.concatenate(talk).astype(np.float32))
+    arrays = {f"rir{i}": r for i, r in enumerate(rirs)}
+    arrays.update({f"babble{i}": b for i, b in enumerate(babble)})
+    tmp = cache_dir / "banks.tmp.npz"
+    np.savez(tmp, rir_info=json.dumps(infos), n_babble=len(babble), **arrays)
+    os.replace(tmp, path)
+    return Banks(rirs, infos, babble)
+
+
+# ---------------------------------------------------------------- workers
+
+_WORKER: dict = {}
+
+
+def _worker_init(config: BuildConfig, pools: TextPools, banks: Banks, out_dir: str) -> None:
+    _WORKER["planner"] = Planner(config, pools, len(banks.rirs))
+    _WORKER["banks"] = banks
+    _WORKER["synth"] = Synthesizer()
+    _WORKER["out"] = Path(out_dir)
+    _WORKER["seed"] = config.seed
+
+
+def _work(index: int) -> dict:
+    spec = _WORKER["planner"].plan(index)
+    audio, record = render(spec, _WORKER["synth"], _WORKER["banks"], _WORKER["seed"])
+    path = _WORKER["out"] / record["audio"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.flac")
+    write_audio(tmp, audio)
+    os.replace(tmp, path)  # atomic: an interrupted build never leaves a truncated file
+    return validate_record(record, spec.id)
+
+
+def _read_journal(path: Path, out_dir: Path) -> dict[int, dict]:
+    done: dict[int, dict] = {}
+    if not path.exists():
+        return done
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut short by an interruption
+            if (out_dir / rec["audio"]).exists():
+                done[int(rec["id"].rsplit("-", 1)[1])] = rec
+    return done
+
+
+def build_corpus(config: BuildConfig, out_dir: str | Path, jobs: int | None = None, progress: bool = True) -> dict:
+    """Build (or finish) the corpus in `out_dir`; returns a summary dict."""
+    config.validate()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    jobs = jobs or os.cpu_count() or 1
+    start = time.time()
+    config_path = out / "build_config.json"
+    if config_path.exists():
+        previous = json.loads(config_path.read_text())
+        if previous.get("fingerprint") != config.fingerprint():
+            raise ConfigError(f"{out} holds a corpus built with other settings (seed, sources, templates or "
+                              "augmentation); use the same settings to resume or a new --out folder")
+    config_path.write_text(json.dumps({"format_version": FORMAT_VERSION, "fingerprint": config.fingerprint(),
+                                       **asdict(config)}, indent=2, default=list))
+    pools = TextPools(config)
+    banks = build_banks(out / "cache", config, pools)
+    journal_path = out / "journal.jsonl"
+    done = _read_journal(journal_path, out)
+    target = config.hours * 3600
+
+    def prefix_seconds() -> tuple[int, float]:
+        total, i = 0.0, 0
+        while i in done and total < target:
+            total += done[i]["duration"]
+            i += 1
+        return i, total
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        # Counted in seconds of audio, so the rate reads as x real time.
+        bar = tqdm(total=int(target), unit="s", desc="corpus (audio seconds)", unit_scale=False)
+    already = min(target, sum(r["duration"] for r in done.values()))
+    if bar is not None:
+        bar.update(int(already))
+    synthesized = 0.0
+    ctx = mp.get_context("fork")
+    with ctx.Pool(jobs, initializer=_worker_init, initargs=(config, pools, banks, str(out))) as pool, \
+            open(journal_path, "a", encoding="utf-8") as journal:
+        while True:
+            n_prefix, total = prefix_seconds()
+            if total >= target:
+                break
+            mean = (np.mean([r["duration"] for r in done.values()]) if done else 4.0)
+            remaining = int((target - total) / mean * 1.03) + jobs
+            todo = []
+            i = n_prefix
+            while len(todo) < max(remaining, 1):
+                if i not in done:
+                    todo.append(i)
+                i += 1
+            for rec in pool.imap_unordered(_work, todo, chunksize=4):
+                journal.write(json.dumps(rec) + "\n")
+                journal.flush()
+                done[int(rec["id"].rsplit("-", 1)[1])] = rec
+                synthesized += rec["duration"]
+                if bar is not None:
+                    bar.update(min(int(synthesized + already) - bar.n, bar.total - bar.n))
+    if bar is not None:
+        bar.close()
+    n_prefix, total = prefix_seconds()
+    records = [done[i] for i in range(n_prefix)]
+    # Utterances past the prefix (overshoot of the last wave) are not part of this corpus.
+    for i, rec in done.items():
+        if i >= n_prefix:
+            (out / rec["audio"]).unlink(missing_ok=True)
+    write_manifest(journal_path, records)  # compact the journal to exactly the corpus
+    write_manifest(out / "manifest.jsonl", records)
+    wall = time.time() - start
+    built = max(0.0, total - already)  # corpus audio added by this run (overshoot not counted)
+    summary = {
+        "utterances": len(records),
+        "hours": round(total / 3600, 3),
+        "hours_built_this_run": round(built / 3600, 3),
+        "synthesized_hours_this_run": round(synthesized / 3600, 3),
+        "wall_seconds": round(wall, 1),
+        "x_real_time": round(built / wall, 1) if built else None,
+        "jobs": jobs,
+        "text_pool": pools.counts(),
+        "dropped_heldout_name_sentences": pools.dropped_heldout,
+    }
+    (out / "build_summary.json").write_text(json.dumps(summary, indent=2))
+    return summary

@@ -1,0 +1,34 @@
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def shared_data_or_skip() -> Path:
+    """Tests on ../shared/data skip only when it is absent, never silently in CI."""
+    if not SHARED.is_dir():
+        if os.environ.get("CI"):
+            pytest.fail(f"CI needs the shared data at {SHARED}")
+        pytest.skip("../shared/data is absent")
+    return SHARED
+
+
+def engines_or_fail() -> None:
+    missing = [p for p in ("espeak-ng", "flite", "festival") if shutil.which(p) is None]
+    if missing:
+        pytest.fail(f"TTS engines missing: {missing}; run the README's set-up command")
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory):
+    """A ~40-second corpus built once for the tests that read a real build."""
+    from edgevoice.corpus.builder import BuildConfig, build_corpus
+
+    engines_or_fail()
+    out = tmp_path_factory.mktemp("corpus")
+    config = BuildConfig(hours=40 / 3600, seed=11, template_samples=300)
+    summary = build_corpus(config, out, jobs=2, progress=False)
+    return out, config, summary
