@@ -82,3 +82,23 @@ def test_speech_bounds_find_the_sound():
     x[8000:20000] = vowel_like(0.75)
     start, end = augment.speech_bounds(x)
     assert abs(start - 8000) <= 160 and abs(end - 20000) <= 160
+
+
+def test_equalizer_shapes_the_spectrum_and_keeps_level():
+    x = augment.colored_noise(64000, "white", np.random.default_rng(6)) * 0.1
+    gains = [-6, -6, -6, -6, 6, 6, 6, 6]
+    y = augment.equalize(x, gains)
+    spec_x, spec_y = (np.abs(np.fft.rfft(s)) ** 2 for s in (x, y))
+    freqs = np.fft.rfftfreq(len(x), 1 / 16000)
+    low, high = freqs < 400, freqs > 3000
+    tilt = (spec_y[high].sum() / spec_y[low].sum()) / (spec_x[high].sum() / spec_x[low].sum())
+    assert 10 * np.log10(tilt) == pytest.approx(12.0, abs=0.5)  # -6 dB below 640 Hz, +6 dB above 1280 Hz
+    assert augment.rms_db(y) == pytest.approx(augment.rms_db(x), abs=0.1)
+
+
+def test_narrowband_removes_everything_above_4khz():
+    x = augment.colored_noise(32000, "white", np.random.default_rng(7)) * 0.1
+    y = augment.narrowband(x)
+    spec = np.abs(np.fft.rfft(y)) ** 2
+    freqs = np.fft.rfftfreq(len(y), 1 / 16000)
+    assert len(y) == len(x) and spec[freqs > 4100].sum() / spec.sum() < 0.005

@@ -205,6 +205,29 @@ def apply_rir(x: np.ndarray, rir: np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------- channel
 
+EQ_BANDS_HZ = (80, 160, 320, 640, 1280, 2560, 5120, 7600)
+
+
+def random_eq_gains(rng: np.random.Generator, max_db: float = 6.0) -> list[float]:
+    return [round(float(g), 1) for g in rng.uniform(-max_db, max_db, len(EQ_BANDS_HZ))]
+
+
+def equalize(x: np.ndarray, gains_db: list[float], rate: int = SAMPLE_RATE) -> np.ndarray:
+    """A smooth microphone/loudspeaker colouring: gains at EQ_BANDS_HZ, interpolated on a
+    log-frequency axis, applied in the frequency domain; overall level kept."""
+    spectrum = np.fft.rfft(x)
+    freqs = np.fft.rfftfreq(len(x), 1.0 / rate)
+    log_f = np.log(np.maximum(freqs, EQ_BANDS_HZ[0]))
+    gain_db = np.interp(log_f, np.log(EQ_BANDS_HZ), gains_db)
+    y = np.fft.irfft(spectrum * 10.0 ** (gain_db / 20.0), len(x))
+    return set_level(y.astype(np.float32), rms_db(x))
+
+
+def narrowband(x: np.ndarray, rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Audio that was recorded or sent at 8 kHz: nothing above 4 kHz."""
+    return resample(resample(x, rate, 8000), 8000, rate)[: len(x)]
+
+
 def telephone(x: np.ndarray, rate: int = SAMPLE_RATE) -> np.ndarray:
     """Narrowband telephone channel: 300-3400 Hz, 8 kHz, 8-bit mu-law companding."""
     narrow = resample(x, rate, 8000)

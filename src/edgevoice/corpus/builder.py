@@ -67,6 +67,8 @@ class BuildConfig:
     snr_range: tuple = (0.0, 30.0)
     rir_prob: float = 0.4
     telephone_prob: float = 0.07
+    narrowband_prob: float = 0.08
+    eq_prob: float = 0.5
     tempo_range: tuple = (0.85, 1.2)
     pitch_semitones: float = 1.5
     lead_silence: tuple = (0.1, 1.0)
@@ -78,13 +80,16 @@ class BuildConfig:
         fr = self.split_fractions
         if set(fr) != set(SPLITS) or abs(sum(fr.values()) - 1) > 1e-6 or min(fr.values()) < 0:
             raise ConfigError(f"split_fractions must give train/dev/test shares summing to 1, got {fr}")
-        for name in ("wake_word_prob", "pause_prob", "whisper_prob", "noise_prob", "rir_prob", "telephone_prob"):
+        for name in ("wake_word_prob", "pause_prob", "whisper_prob", "noise_prob", "rir_prob", "telephone_prob",
+                     "narrowband_prob", "eq_prob"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"{name} must be within 0-1, got {getattr(self, name)}")
         known = set(DEFAULT_SOURCES) | {"templates"}
         unknown = [s for s in self.sources if s not in known]
         if unknown:
             raise ConfigError(f"unknown text source(s) {unknown}; choose from {sorted(known)}")
+        if self.telephone_prob + self.narrowband_prob > 1:
+            raise ConfigError("telephone_prob + narrowband_prob must not exceed 1 (one channel per utterance)")
         if not 0 <= self.snr_range[0] <= self.snr_range[1]:
             raise ConfigError(f"snr_range must be (low, high) with 0 <= low <= high, got {self.snr_range}")
         return self
@@ -219,7 +224,8 @@ class UtteranceSpec:
     snr: float | None
     rir: int | None
     gain_db: float
-    telephone: bool
+    channel: str | None  # None, "telephone" or "narrowband"
+    eq_db: list[float] | None  # microphone colouring, gains at augment.EQ_BANDS_HZ
 
 
 def _voices_by_split() -> dict[str, dict[str, dict[str, list[Voice]]]]:
@@ -265,6 +271,8 @@ class Planner:
             if positions:
                 k = 2 if len(positions) > 2 and rng.random() < 0.25 else 1
                 pause_before = sorted(int(x) for x in rng.choice(positions, size=k, replace=False))
+        u = rng.random()
+        channel = "telephone" if u < c.telephone_prob else "narrowband" if u < c.telephone_prob + c.narrowband_prob else None
         noise = snr = None
         if rng.random() < c.noise_prob:
             kinds = augment.NOISE_TYPES if whisper is None else ("white", "pink", "brown", "hvac")
@@ -289,7 +297,8 @@ class Planner:
             snr=snr,
             rir=int(rng.integers(self.n_rirs)) if self.n_rirs and rng.random() < c.rir_prob else None,
             gain_db=round(float(rng.uniform(-12.0, 6.0)), 1),
-            telephone=bool(rng.random() < c.telephone_prob),
+            channel=channel,
+            eq_db=augment.random_eq_gains(rng) if rng.random() < c.eq_prob else None,
         )
 
 
@@ -338,7 +347,7 @@ def render(spec: UtteranceSpec, synth: Synthesizer, banks: Banks, seed: int) -> 
     # Level: speech at -23 dBFS before room, noise and gain.
     x = x * 10 ** ((-23.0 - augment.rms_db(x[s0:s1])) / 20)
     aug: dict = {"tempo": spec.tempo, "pitch": spec.pitch_shift, "noise": spec.noise, "snr": spec.snr,
-                 "rir": None, "gain_db": spec.gain_db, "telephone": spec.telephone}
+                 "rir": None, "gain_db": spec.gain_db, "channel": spec.channel, "eq_db": spec.eq_db}
     if spec.whisper:
         aug["whisper_method"] = spec.whisper
     if spec.rir is not None:
@@ -352,8 +361,12 @@ def render(spec: UtteranceSpec, synth: Synthesizer, banks: Banks, seed: int) -> 
         else:
             noise = augment.colored_noise(len(x), spec.noise, rng)
         x = augment.mix_at_snr(x, noise, spec.snr, (s0, s1))
-    if spec.telephone:
+    if spec.eq_db is not None:
+        x = augment.equalize(x, spec.eq_db)
+    if spec.channel == "telephone":
         x = augment.telephone(x)
+    elif spec.channel == "narrowband":
+        x = augment.narrowband(x)
     x = x * 10 ** (spec.gain_db / 20)
     x = x + rng.standard_normal(len(x)).astype(np.float32) * 10 ** (-75 / 20)  # never digital silence
     peak = float(np.max(np.abs(x)))

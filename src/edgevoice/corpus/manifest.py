@@ -15,7 +15,7 @@ Schema (times in seconds from the start of the audio file; word indices into `te
 | speaker | str | the person (or espeak voice) behind the voice |
 | language | str | BCP-47 code, "en" |
 | whisper | bool | whispered speech |
-| augmentation | object | `tempo`, `pitch`, `noise`, `snr`, `rir`, `gain_db`, `telephone` (+ details) |
+| augmentation | object | `tempo`, `pitch`, `noise`, `snr`, `rir`, `gain_db`, `channel` (telephone, narrowband), `eq_db` (+ room details) |
 | wake_word | object or null | `{text, start, end}` of the wake word |
 | speech_start / speech_end | float | first / last speech (wake word included) |
 | pauses | list | `{start, end, after_word}` pauses inside the command |

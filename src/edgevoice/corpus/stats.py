@@ -32,7 +32,9 @@ def corpus_stats(manifest: str | Path) -> dict:
         a = r["augmentation"]
         aug["noise"] += a.get("noise") is not None
         aug["reverb"] += a.get("rir") is not None
-        aug["telephone"] += bool(a.get("telephone"))
+        aug["telephone"] += a.get("channel") == "telephone"
+        aug["narrowband"] += a.get("channel") == "narrowband"
+        aug["eq"] += a.get("eq_db") is not None
         aug["whisper"] += r["whisper"]
         aug["wake_word"] += r["wake_word"] is not None
         aug["pauses"] += bool(r["pauses"])
