@@ -105,3 +105,16 @@ def test_real_sets_load_into_the_schema(name):
     assert len(x) / 16000 == pytest.approx(records[0]["duration"], abs=0.01)  # resampled to 16 kHz
     if name != "librispeech_unlabeled":
         assert all(r["text"] for r in records)
+
+
+def test_real_set_layout_from_a_built_fixture(tmp_path):
+    (tmp_path / "audio").mkdir()
+    sf.write(tmp_path / "audio" / "a.flac", tone(0.8, 8000), 8000)
+    rows = [{"id": "x-a", "audio": "audio/a.flac", "text": "Activated.", "speaker": "allison", "sample_rate": 8000,
+             "duration": 0.8, "split": "dev"}]
+    (tmp_path / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (rec,) = load_real_set(tmp_path)
+    assert rec["text"] == "activated" and rec["split"] == "dev" and rec["engine"] == "human"
+    assert len(read_audio(rec["audio"])) == int(0.8 * 16000)
+    with pytest.raises(ManifestError, match="no real set"):
+        load_real_set(tmp_path / "absent")

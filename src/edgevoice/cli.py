@@ -82,6 +82,8 @@ def corpus_stats_cmd(
         for k, v in stats[key].items():
             t.add_row(k, f"{v:.2f}")
         console.print(t)
+    voices = list(stats["hours_per_voice"].items())
+    console.print(f"{len(voices)} voices; most used: " + ", ".join(f"{k} {v * 60:.1f} min" for k, v in voices[:5]))
     intents = list(stats["hours_per_intent"].items())
     console.print(f"{len(intents)} intents; top: " + ", ".join(f"{k} {v:.2f} h" for k, v in intents[:8]))
     console.print(f"voice overlap between splits: {stats['voice_overlap']}; "

@@ -28,7 +28,7 @@ from edgevoice.corpus.manifest import SPLITS, validate_record, write_manifest
 from edgevoice.corpus.sentences import Sentence, contains_phrase
 from edgevoice.corpus.slot_lists import heldout_names
 from edgevoice.corpus.tts import ENGINES, Synthesizer, Voice, voices_for_split
-from edgevoice.errors import ConfigError, EdgevoiceError
+from edgevoice.errors import ConfigError, EdgevoiceError, TemplateError
 
 FORMAT_VERSION = 1
 
@@ -148,8 +148,6 @@ class TextPools:
         for name, sampler in samplers:
             drawn = {s.text: s for s in (sampler.sample(rng) for _ in range(config.template_samples)) if s.text}
             if not drawn:
-                from edgevoice.errors import TemplateError
-
                 raise TemplateError(f"{name}: the templates expand to no text")
             sources[name] = list(drawn.values())
             weights[name] = USER_TEMPLATE_WEIGHT if name.startswith("templates:") else SOURCE_WEIGHTS[name]

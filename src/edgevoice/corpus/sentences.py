@@ -6,7 +6,6 @@ carry word spans into the spoken form, so understanding and biasing can be score
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable
 
@@ -41,10 +40,6 @@ class Sentence:
     @property
     def words(self) -> list[str]:
         return self.text.split()
-
-    def key(self) -> str:
-        """Stable identity of the sentence text (splits are disjoint by this key)."""
-        return hashlib.sha1(self.text.encode()).hexdigest()[:16]
 
     def slot_dicts(self) -> list[dict]:
         return [s.to_dict() for s in self.slots]
