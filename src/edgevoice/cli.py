@@ -170,6 +170,49 @@ def corpus_import(
     typer.echo(f"{len(records)} utterances, {sum(r['duration'] for r in records) / 3600:.2f} h -> {out}/manifest.jsonl")
 
 
+@app.command("train")
+def train_cmd(
+    config: Path = typer.Option(..., "--config", help="Training config (YAML or JSON)."),
+    data: List[Path] = typer.Option(..., "--data", help="Corpus folder(s) with manifest.jsonl; repeatable."),
+    out: Path = typer.Option(..., "--out", help="Run folder (checkpoints, logs, final model.pt)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Train a streaming RNN-T; re-running the same command resumes an interrupted run.
+    Data-parallel with `torchrun --nproc_per_node N -m edgevoice.cli train ...`."""
+    from edgevoice.train.trainer import TrainConfig, train
+
+    try:
+        summary = train(TrainConfig.load(config), [str(d) for d in data], out, progress=not quiet)
+    except EdgevoiceError as exc:
+        _fail(exc)
+    if summary.get("parameters"):
+        typer.echo(json.dumps(summary, indent=2))
+
+
+@app.command("eval")
+def eval_cmd(
+    model: Path = typer.Option(..., "--model", help="Trained model folder (model.pt, tokenizer, cmvn)."),
+    manifest: Path = typer.Option(..., "--manifest", help="Manifest (or corpus folder) to score."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full result (with every hypothesis) here."),
+    beam: int = typer.Option(4, "--beam", help="Beam size (1 = greedy)."),
+    streaming: bool = typer.Option(False, "--streaming", help="Decode chunk by chunk with carried state."),
+    split: Optional[List[str]] = typer.Option(None, "--split", help="Only these splits; repeatable."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="At most this many utterances."),
+    by: str = typer.Option("engine", "--by", help="Breakdown in the table: split, engine, voice or source."),
+) -> None:
+    """WER, sentence error rate, per-split/engine/voice breakdown and real-time factor."""
+    from edgevoice.train.evaluate import evaluate, markdown_table
+
+    try:
+        result = evaluate(model, manifest, beam=beam, streaming=streaming, limit=limit, splits=split)
+    except EdgevoiceError as exc:
+        _fail(exc)
+    typer.echo(markdown_table(result, by))
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(result, indent=2))
+
+
 def main() -> None:  # pragma: no cover
     app()
 

@@ -1,0 +1,172 @@
+"""Training data: cached features, tokenized text, length-bucketed batches, SpecAugment.
+
+Features are computed once per manifest with the shared `edgevoice.audio.features` code
+and stored as one float16 array plus an index in `CACHE/feats-<key>.npy`, so later epochs
+and later runs read them with a memory map.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing as mp
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgevoice.audio.features import FeatureConfig, GlobalCMVN, compute_fbank
+from edgevoice.audio.io import read_audio
+from edgevoice.corpus.manifest import audio_path, read_manifest
+from edgevoice.errors import ConfigError, EdgevoiceError
+from edgevoice.text.tokenizer import Tokenizer
+
+
+@dataclass
+class Utterance:
+    id: str
+    offset: int  # first frame in the feature array
+    frames: int
+    text: str
+    split: str
+    voice: str
+    engine: str
+
+
+def _features_of(args) -> np.ndarray:
+    path, config = args
+    return compute_fbank(read_audio(path), config).astype(np.float16)
+
+
+class FeatureStore:
+    """All frames of one or more manifests, one memory-mapped float16 array."""
+
+    def __init__(self, feats: np.ndarray, utterances: list[Utterance]):
+        self.feats = feats
+        self.utterances = utterances
+
+    @staticmethod
+    def build(manifests: list[str | Path], cache_dir: str | Path, config: FeatureConfig = FeatureConfig(),
+              splits: tuple[str, ...] | None = None, jobs: int | None = None, progress: bool = True) -> "FeatureStore":
+        records: list[tuple[dict, Path]] = []
+        for m in manifests:
+            m = Path(m)
+            folder = m if m.is_dir() else m.parent
+            for rec in read_manifest(m):
+                if rec["text"] and (splits is None or rec["split"] in splits):
+                    records.append((rec, audio_path(rec, folder)))
+        if not records:
+            raise ConfigError(f"no labelled utterances in {[str(m) for m in manifests]} for splits {splits}")
+        key_src = json.dumps([config.to_dict(), [(r["id"], str(p), r["duration"]) for r, p in records]])
+        key = hashlib.sha1(key_src.encode()).hexdigest()[:16]
+        cache = Path(cache_dir)
+        cache.mkdir(parents=True, exist_ok=True)
+        feats_path, index_path = cache / f"feats-{key}.npy", cache / f"feats-{key}.json"
+        if not (feats_path.exists() and index_path.exists()):
+            FeatureStore._compute(records, config, feats_path, index_path, jobs, progress)
+        index = json.loads(index_path.read_text())
+        feats = np.load(feats_path, mmap_mode="r")
+        return FeatureStore(feats, [Utterance(**u) for u in index])
+
+    @staticmethod
+    def _compute(records, config, feats_path: Path, index_path: Path, jobs, progress) -> None:
+        from tqdm import tqdm
+
+        jobs = jobs or os.cpu_count() or 1
+        chunks: list[np.ndarray] = []
+        index = []
+        offset = 0
+        with mp.get_context("fork").Pool(jobs) as pool:
+            it = pool.imap(_features_of, [(str(p), config) for _, p in records], chunksize=16)
+            for (rec, _), f in tqdm(zip(records, it), total=len(records), desc="features", disable=not progress):
+                chunks.append(f)
+                index.append(dict(id=rec["id"], offset=offset, frames=len(f), text=rec["text"], split=rec["split"],
+                                  voice=rec["voice"], engine=rec["engine"]))
+                offset += len(f)
+        tmp = feats_path.with_suffix(".tmp.npy")
+        np.save(tmp, np.concatenate(chunks))
+        os.replace(tmp, feats_path)
+        index_path.write_text(json.dumps(index))
+
+    def features(self, utt: Utterance) -> np.ndarray:
+        return np.asarray(self.feats[utt.offset : utt.offset + utt.frames], dtype=np.float32)
+
+    def cmvn(self, max_utterances: int = 3000, seed: int = 0) -> GlobalCMVN:
+        rng = np.random.default_rng(seed)
+        pick = rng.choice(len(self.utterances), size=min(max_utterances, len(self.utterances)), replace=False)
+        return GlobalCMVN.estimate(self.features(self.utterances[i]) for i in sorted(pick))
+
+
+@dataclass
+class Batch:
+    feats: torch.Tensor  # [B, T, F] normalized
+    feat_lengths: torch.Tensor
+    targets: torch.Tensor  # [B, U] padded with 1
+    target_lengths: torch.Tensor
+    ids: list[str]
+    texts: list[str]
+
+
+def make_batches(utterances: list[Utterance], max_frames: int, seed: int, epoch: int,
+                 shuffle: bool = True, bucket_size: int = 512) -> list[list[int]]:
+    """Length-bucketed batches: utterances sorted by length are cut into buckets of about
+    `bucket_size`, each bucket is shuffled (so a batch mixes different sentences, not
+    neighbours in length order), cut where the padded size B * T_max would exceed
+    max_frames, and the batch order is shuffled. Seeded by (seed, epoch)."""
+    rng = np.random.default_rng([seed, epoch])
+    order = np.argsort(np.array([u.frames for u in utterances]), kind="stable")
+    n_buckets = max(1, round(len(order) / bucket_size))
+    batches: list[list[int]] = []
+    for bucket in np.array_split(order, n_buckets):
+        if shuffle:
+            bucket = rng.permutation(bucket)
+        current, longest = [], 0
+        for i in bucket:
+            n = utterances[i].frames
+            if current and max(longest, n) * (len(current) + 1) > max_frames:
+                batches.append(current)
+                current, longest = [], 0
+            current.append(int(i))
+            longest = max(longest, n)
+        if current:
+            batches.append(current)
+    if shuffle:
+        rng.shuffle(batches)
+    return batches
+
+
+def collate(store: FeatureStore, indices: list[int], tokenizer: Tokenizer, cmvn: GlobalCMVN) -> Batch:
+    utts = [store.utterances[i] for i in indices]
+    feats = [torch.from_numpy(cmvn(store.features(u))) for u in utts]
+    tokens = [tokenizer.encode(u.text) for u in utts]
+    if any(len(t) == 0 for t in tokens):
+        raise EdgevoiceError(f"empty transcript after tokenization in batch {[u.id for u in utts]}")
+    B, T, U = len(utts), max(len(f) for f in feats), max(len(t) for t in tokens)
+    x = torch.zeros(B, T, feats[0].shape[1])
+    y = torch.ones(B, U, dtype=torch.long)
+    for b, (f, t) in enumerate(zip(feats, tokens)):
+        x[b, : len(f)] = f
+        y[b, : len(t)] = torch.tensor(t)
+    return Batch(x, torch.tensor([len(f) for f in feats]), y, torch.tensor([len(t) for t in tokens]),
+                 [u.id for u in utts], [u.text for u in utts])
+
+
+def spec_augment(feats: torch.Tensor, lengths: torch.Tensor, generator: torch.Generator,
+                 freq_masks: int = 2, freq_width: int = 15, time_masks: int = 2, time_ratio: float = 0.05) -> torch.Tensor:
+    """SpecAugment (no time warp): zero random frequency bands and time spans, per utterance."""
+    x = feats.clone()
+    B, T, F = x.shape
+    for b in range(B):
+        for _ in range(freq_masks):
+            w = int(torch.randint(0, freq_width + 1, (1,), generator=generator))
+            f0 = int(torch.randint(0, max(1, F - w), (1,), generator=generator))
+            x[b, :, f0 : f0 + w] = 0.0
+        length = int(lengths[b])
+        max_w = max(1, int(time_ratio * length))
+        for _ in range(time_masks):
+            w = int(torch.randint(0, max_w + 1, (1,), generator=generator))
+            t0 = int(torch.randint(0, max(1, length - w), (1,), generator=generator))
+            x[b, t0 : t0 + w] = 0.0
+    return x

@@ -1,0 +1,170 @@
+"""The streaming RNN-T: causal conv subsampling + LSTM encoder, LSTM prediction network,
+joiner. Everything is causal, so decoding in chunks with carried state equals decoding
+the whole utterance.
+
+Shapes: features [B, T, F] -> encoder [B, ceil(T/4), D]; predictor [B, U+1, P];
+joiner -> logits [B, T', U+1, V].
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+
+import torch
+from torch import nn
+
+from edgevoice.errors import ConfigError
+
+
+@dataclass
+class ModelConfig:
+    num_mel_bins: int = 80
+    vocab_size: int = 256
+    subsampling_channels: int = 64
+    encoder_dim: int = 320
+    encoder_layers: int = 4
+    predictor_embed_dim: int = 256
+    predictor_dim: int = 320
+    joiner_dim: int = 320
+    dropout: float = 0.1
+
+    def validate(self) -> "ModelConfig":
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "dropout":
+                if not 0 <= value < 1:
+                    raise ConfigError(f"model.dropout must be within [0, 1), got {value}")
+            elif not isinstance(value, int) or value <= 0:
+                raise ConfigError(f"model.{f.name} must be a positive integer, got {value!r}")
+        if self.num_mel_bins < 11:
+            raise ConfigError("model.num_mel_bins must be at least 11 for the x4 conv subsampling")
+        return self
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @staticmethod
+    def from_dict(d: dict) -> "ModelConfig":
+        known = {f.name for f in fields(ModelConfig)}
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigError(f"unknown model setting(s): {sorted(unknown)}")
+        return ModelConfig(**d).validate()
+
+
+class CausalConvSubsampling(nn.Module):
+    """Two 3x3 convolutions with stride 2 in time and frequency (x4 in time). Time is
+    padded on the left only (no look-ahead); in streaming, the last two input frames of
+    each convolution are carried as its left context, and chunks must be multiples of 4
+    frames (the last one may be shorter)."""
+
+    CONTEXT = 2
+
+    def __init__(self, num_bins: int, channels: int, out_dim: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, channels, kernel_size=3, stride=2)
+        self.conv2 = nn.Conv2d(channels, channels, kernel_size=3, stride=2)
+        freq = ((num_bins - 3) // 2 + 1 - 3) // 2 + 1
+        self.out = nn.Linear(channels * freq, out_dim)
+
+    @staticmethod
+    def output_lengths(lengths: torch.Tensor) -> torch.Tensor:
+        return ((lengths + 1) // 2 + 1) // 2
+
+    def forward(self, x: torch.Tensor, cache: tuple[torch.Tensor, torch.Tensor] | None = None):
+        """x [B, T, F] -> ([B, ceil(T/4), D], new cache)."""
+        x = x.unsqueeze(1)  # [B, 1, T, F]
+        B = x.shape[0]
+        if cache is None:
+            c1 = x.new_zeros(B, 1, self.CONTEXT, x.shape[-1])
+            c2 = None
+        else:
+            c1, c2 = cache
+        x1_in = torch.cat([c1, x], dim=2)
+        h = torch.relu(self.conv1(x1_in))
+        if c2 is None:
+            c2 = h.new_zeros(B, h.shape[1], self.CONTEXT, h.shape[-1])
+        h2_in = torch.cat([c2, h], dim=2)
+        h2 = torch.relu(self.conv2(h2_in))
+        new_cache = (x1_in[:, :, -self.CONTEXT :], h2_in[:, :, -self.CONTEXT :])
+        b, c, t, f = h2.shape
+        return self.out(h2.permute(0, 2, 1, 3).reshape(b, t, c * f)), new_cache
+
+
+class Encoder(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.subsampling = CausalConvSubsampling(cfg.num_mel_bins, cfg.subsampling_channels, cfg.encoder_dim)
+        self.layers = nn.ModuleList(nn.LSTM(cfg.encoder_dim, cfg.encoder_dim, batch_first=True)
+                                    for _ in range(cfg.encoder_layers))
+        self.norms = nn.ModuleList(nn.LayerNorm(cfg.encoder_dim) for _ in range(cfg.encoder_layers))
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor, state: dict | None = None):
+        """feats [B, T, F] (normalized) -> (encoder out [B, T', D], lengths [B], state)."""
+        x, conv_cache = self.subsampling(feats, None if state is None else state["conv"])
+        out_lengths = CausalConvSubsampling.output_lengths(lengths)
+        lstm_states = []
+        for i, (lstm, norm) in enumerate(zip(self.layers, self.norms)):
+            hc = None if state is None else state["lstm"][i]
+            y, hc = lstm(x, hc)
+            x = norm(x + self.dropout(y))  # residual keeps deep LSTM stacks trainable
+            lstm_states.append(hc)
+        return x, out_lengths, {"conv": conv_cache, "lstm": lstm_states}
+
+
+class Predictor(nn.Module):
+    """Prediction network: embedding + one LSTM over the previous non-blank tokens; the
+    blank id doubles as the start-of-sequence symbol."""
+
+    def __init__(self, cfg: ModelConfig, blank: int = 0):
+        super().__init__()
+        self.blank = blank
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.predictor_embed_dim)
+        self.lstm = nn.LSTM(cfg.predictor_embed_dim, cfg.predictor_dim, batch_first=True)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, tokens: torch.Tensor, state=None):
+        """tokens [B, U] -> ([B, U, P], state)."""
+        y, state = self.lstm(self.dropout(self.embed(tokens)), state)
+        return y, state
+
+    def with_start(self, targets: torch.Tensor) -> torch.Tensor:
+        start = targets.new_full((targets.shape[0], 1), self.blank)
+        return torch.cat([start, targets], dim=1)
+
+
+class Joiner(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.enc_proj = nn.Linear(cfg.encoder_dim, cfg.joiner_dim)
+        self.pred_proj = nn.Linear(cfg.predictor_dim, cfg.joiner_dim)
+        self.out = nn.Linear(cfg.joiner_dim, cfg.vocab_size)
+
+    def forward(self, enc: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+        """Broadcasting: enc [..., J-able] and pred [..., J-able] -> logits [..., V]."""
+        return self.out(torch.tanh(self.enc_proj(enc) + self.pred_proj(pred)))
+
+
+class Transducer(nn.Module):
+    def __init__(self, cfg: ModelConfig, blank: int = 0):
+        super().__init__()
+        self.config = cfg.validate()
+        self.blank = blank
+        self.encoder = Encoder(cfg)
+        self.predictor = Predictor(cfg, blank)
+        self.joiner = Joiner(cfg)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def forward(self, feats, feat_lengths, targets, target_lengths):
+        """Training: returns (logits [B, T', U+1, V], encoder lengths)."""
+        enc, enc_lengths, _ = self.encoder(feats, feat_lengths)
+        pred, _ = self.predictor(self.predictor.with_start(targets))
+        logits = self.joiner(enc.unsqueeze(2), pred.unsqueeze(1))
+        return logits, enc_lengths
+
+    def config_json(self) -> str:
+        return json.dumps(self.config.to_dict(), indent=2)

@@ -1,0 +1,329 @@
+"""`edgevoice train`: the training loop, short enough to read in one sitting.
+
+Resumable (an interrupted run continues from its last checkpoint with the same data
+order), data-parallel under torchrun (gloo on CPU, nccl on GPU), logs to CSV and plots
+the curves. The output folder holds everything needed to use or continue the model.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgevoice.audio.features import FeatureConfig, GlobalCMVN
+from edgevoice.errors import ConfigError
+from edgevoice.text.tokenizer import Tokenizer
+from edgevoice.train.data import FeatureStore, collate, make_batches, spec_augment
+from edgevoice.train.model import ModelConfig, Transducer
+from edgevoice.train.rnnt_loss import rnnt_loss
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    vocab_size: int = 256
+    loss: str = "modified"  # "modified": one symbol per frame, as the decoders search; or "standard"
+    epochs: int = 10
+    max_frames: int = 30000  # padded feature frames per batch and process
+    lr: float = 1.5e-3
+    min_lr_ratio: float = 0.05
+    weight_decay: float = 0.01
+    warmup_steps: int = 400
+    grad_clip: float = 5.0
+    seed: int = 0
+    spec_augment: bool = True
+    train_splits: list = field(default_factory=lambda: ["train"])
+    dev_splits: list = field(default_factory=lambda: ["dev"])
+    dev_utterances: int = 300  # greedy WER measured on this many dev utterances per epoch
+    checkpoint_every: int = 200  # steps
+    average_last: int = 3  # epoch checkpoints averaged into the final model
+    max_hours: float | None = None  # stop cleanly after this much wall time (resume later)
+    max_steps: int | None = None  # stop cleanly after this many steps in this run
+    threads: int | None = None
+
+    RUN_CONTROL = ("max_hours", "max_steps", "threads")  # may change between resumptions
+
+    def validate(self) -> "TrainConfig":
+        self.model.validate()
+        if self.model.vocab_size != self.vocab_size:
+            raise ConfigError(f"model.vocab_size ({self.model.vocab_size}) must equal vocab_size ({self.vocab_size})")
+        if self.epochs < 1 or self.max_frames < 1000 or self.lr <= 0 or self.warmup_steps < 0:
+            raise ConfigError("epochs >= 1, max_frames >= 1000, lr > 0 and warmup_steps >= 0 are required")
+        if self.loss not in ("modified", "standard"):
+            raise ConfigError(f"loss must be 'modified' or 'standard', got {self.loss!r}")
+        if self.average_last < 1:
+            raise ConfigError("average_last must be at least 1")
+        return self
+
+    @staticmethod
+    def from_dict(d: dict) -> "TrainConfig":
+        if not isinstance(d, dict):
+            raise ConfigError("a training config must be a mapping")
+        known = {f.name for f in fields(TrainConfig)}
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigError(f"unknown training setting(s): {sorted(unknown)}; known: {sorted(known)}")
+        d = dict(d)
+        model = ModelConfig.from_dict({"vocab_size": d.get("vocab_size", 256), **d.pop("model", {})})
+        try:
+            return TrainConfig(model=model, **d).validate()
+        except TypeError as exc:
+            raise ConfigError(f"bad training config: {exc}") from exc
+
+    @staticmethod
+    def load(path: str | Path) -> "TrainConfig":
+        import yaml
+
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"training config not found: {path}")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML/JSON: {exc}") from exc
+        return TrainConfig.from_dict(data)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["model"] = self.model.to_dict()
+        return d
+
+
+def lr_at(step: int, total_steps: int, cfg: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to min_lr_ratio * lr."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps))
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def _dist():
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend)
+    rank = torch.distributed.get_rank() if world > 1 else 0
+    return rank, world
+
+
+def average_checkpoints(paths: list[Path]) -> dict:
+    states = [torch.load(p, map_location="cpu", weights_only=False)["model"] for p in paths]
+    avg = {}
+    for k in states[0]:
+        if states[0][k].is_floating_point():
+            avg[k] = sum(s[k] for s in states) / len(states)
+        else:
+            avg[k] = states[-1][k]
+    return avg
+
+
+def evaluate_greedy(model: Transducer, store: FeatureStore, indices: list[int], tokenizer: Tokenizer,
+                    cmvn: GlobalCMVN, max_frames: int, loss_kind: str) -> dict:
+    from edgevoice.text.metrics import word_error_rate
+    from edgevoice.train.decode import greedy_search
+
+    model.eval()
+    refs, hyps = [], []
+    total_loss, n = 0.0, 0
+    subset = [store.utterances[i] for i in indices]
+    for batch_idx in make_batches(subset, max_frames, 0, 0, shuffle=False):
+        batch = collate(store, [indices[i] for i in batch_idx], tokenizer, cmvn)
+        with torch.no_grad():
+            logits, enc_lengths = model(batch.feats, batch.feat_lengths, batch.targets, batch.target_lengths)
+            total_loss += float(rnnt_loss(logits, batch.targets, enc_lengths, batch.target_lengths, reduction="sum",
+                                          kind=loss_kind))
+            n += len(batch.ids)
+        for tokens, ref in zip(greedy_search(model, batch.feats, batch.feat_lengths), batch.texts):
+            hyps.append(tokenizer.decode(tokens))
+            refs.append(ref)
+    model.train()
+    return {"loss": total_loss / max(1, n), "wer": word_error_rate(refs, hyps), "utterances": n}
+
+
+def train(config: TrainConfig, data_dirs: list[str | Path], out_dir: str | Path, progress: bool = True) -> dict:
+    """Train (or resume) a transducer on the labelled utterances of `data_dirs`."""
+    config.validate()
+    rank, world = _dist()
+    is_main = rank == 0
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    out = Path(out_dir)
+    ckpt_dir = out / "checkpoints"
+    if is_main:
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        saved = out / "train_config.json"
+        if saved.exists():
+            strip = lambda d: {k: v for k, v in d.items() if k not in TrainConfig.RUN_CONTROL}
+            if strip(json.loads(saved.read_text())) != strip(config.to_dict()):
+                raise ConfigError(f"{out} holds a run with another config; resume with the same config "
+                                  f"(only {', '.join(TrainConfig.RUN_CONTROL)} may change) or use a new --out")
+        saved.write_text(json.dumps(config.to_dict(), indent=2))
+    if world > 1:
+        torch.distributed.barrier()
+
+    feature_config = FeatureConfig(num_bins=config.model.num_mel_bins)
+    cache = out / "cache"
+    def stores():
+        return (FeatureStore.build(data_dirs, cache, feature_config, tuple(config.train_splits), progress=is_main),
+                FeatureStore.build(data_dirs, cache, feature_config, tuple(config.dev_splits), progress=is_main))
+
+    # The first process computes the feature cache; the others then read it.
+    if is_main:
+        train_store, dev_store = stores()
+    if world > 1:
+        torch.distributed.barrier()
+    if not is_main:
+        train_store, dev_store = stores()
+    tok_path = out / "tokenizer.model"
+    if is_main and not tok_path.exists():
+        Tokenizer.train((u.text for u in train_store.utterances), out / "tokenizer", config.vocab_size)
+    cmvn_path = out / "cmvn.json"
+    if is_main and not cmvn_path.exists():
+        train_store.cmvn(seed=config.seed).save(cmvn_path)
+    if world > 1:
+        torch.distributed.barrier()
+    tokenizer = Tokenizer(tok_path)
+    if tokenizer.vocab_size != config.vocab_size:
+        raise ConfigError(f"tokenizer has {tokenizer.vocab_size} tokens, config says {config.vocab_size}; "
+                          "the text is too small for that vocabulary: lower vocab_size")
+    cmvn = GlobalCMVN.load(cmvn_path)
+    (out / "features.json").write_text(json.dumps(feature_config.to_dict())) if is_main else None
+
+    torch.manual_seed(config.seed)
+    model = Transducer(config.model)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    batches_per_epoch = len(make_batches(train_store.utterances, config.max_frames, config.seed, 0)) // world
+    total_steps = batches_per_epoch * config.epochs
+    step, epoch, batch_in_epoch = 0, 0, 0
+    last = ckpt_dir / "last.pt"
+    if last.exists():
+        state = torch.load(last, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, epoch, batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+        torch.set_rng_state(state["torch_rng"])
+    ddp_model = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    generator = torch.Generator()
+    rng = np.random.default_rng([config.seed, 99])
+    dev_indices = sorted(rng.choice(len(dev_store.utterances), size=min(config.dev_utterances, len(dev_store.utterances)),
+                                    replace=False).tolist())
+    log_path = out / "log.csv"
+    log_fields = ["step", "epoch", "loss", "lr", "grad_norm", "audio_hours", "elapsed_s", "dev_loss", "dev_wer"]
+    if is_main and not log_path.exists():
+        with open(log_path, "w", newline="") as f:
+            csv.writer(f).writerow(log_fields)
+    audio_seconds = 0.0
+    steps_this_run = 0
+    start = time.time()
+    stopped_early = False
+
+    def save(path: Path) -> None:
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "epoch": epoch,
+                    "batch_in_epoch": batch_in_epoch, "torch_rng": torch.get_rng_state(),
+                    "config": config.to_dict()}, path.with_suffix(".tmp"))
+        os.replace(path.with_suffix(".tmp"), path)
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=total_steps, initial=step, desc="train", disable=not (progress and is_main))
+    model.train()
+    while epoch < config.epochs:
+        batches = make_batches(train_store.utterances, config.max_frames, config.seed, epoch)
+        batches = batches[: batches_per_epoch * world][rank::world]
+        while batch_in_epoch < len(batches):
+            batch = collate(train_store, batches[batch_in_epoch], tokenizer, cmvn)
+            # Seeded per step, so a resumed run draws exactly the masks an uninterrupted one would.
+            generator.manual_seed((config.seed * 1_000_003 + step) * 64 + rank)
+            feats = spec_augment(batch.feats, batch.feat_lengths, generator) if config.spec_augment else batch.feats
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step, total_steps, config)
+            logits, enc_lengths = ddp_model(feats, batch.feat_lengths, batch.targets, batch.target_lengths)
+            loss = rnnt_loss(logits, batch.targets, enc_lengths, batch.target_lengths, kind=config.loss)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip))
+            optimizer.step()
+            step += 1
+            batch_in_epoch += 1
+            audio_seconds += float(batch.feat_lengths.sum()) * 0.01 * world
+            if is_main:
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
+                if step % 10 == 0:
+                    with open(log_path, "a", newline="") as f:
+                        csv.writer(f).writerow([step, epoch, round(loss.item(), 4), optimizer.param_groups[0]["lr"],
+                                                round(grad_norm, 3), round(audio_seconds / 3600, 4),
+                                                round(time.time() - start, 1), "", ""])
+                if step % config.checkpoint_every == 0:
+                    save(last)
+            steps_this_run += 1
+            if (config.max_hours and time.time() - start > config.max_hours * 3600) or \
+                    (config.max_steps and steps_this_run >= config.max_steps):
+                stopped_early = True
+                break
+        if stopped_early:
+            break
+        epoch += 1
+        batch_in_epoch = 0
+        if is_main:
+            dev = evaluate_greedy(model, dev_store, dev_indices, tokenizer, cmvn, config.max_frames, config.loss)
+            save(ckpt_dir / f"epoch-{epoch}.pt")
+            (ckpt_dir / f"epoch-{epoch - config.average_last}.pt").unlink(missing_ok=True)  # keep what is averaged
+            save(last)
+            with open(log_path, "a", newline="") as f:
+                csv.writer(f).writerow([step, epoch, "", "", "", round(audio_seconds / 3600, 4),
+                                        round(time.time() - start, 1), round(dev["loss"], 4), round(dev["wer"], 4)])
+            bar.write(f"epoch {epoch}: dev loss {dev['loss']:.3f}, dev WER {dev['wer']:.2%} ({dev['utterances']} utts)")
+    bar.close()
+    summary = {"steps": step, "epochs_done": epoch, "stopped_early": stopped_early,
+               "wall_seconds": round(time.time() - start, 1),
+               "audio_hours_this_run": round(audio_seconds / 3600, 3)}
+    if is_main:
+        if stopped_early:
+            save(last)
+        epochs = sorted(ckpt_dir.glob("epoch-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
+        sources = epochs[-config.average_last :] if epochs else [last]
+        torch.save({"model": average_checkpoints(sources), "config": config.to_dict(),
+                    "averaged": [p.name for p in sources]}, out / "model.pt")
+        summary["averaged"] = [p.name for p in sources]
+        summary["parameters"] = model.num_parameters()
+        hours = summary["wall_seconds"] / 3600
+        summary["audio_hours_per_training_hour"] = round(summary["audio_hours_this_run"] / hours, 1) if hours else None
+        (out / "train_summary.json").write_text(json.dumps(summary, indent=2))
+        plot_curves(log_path, out / "curves.png")
+    if world > 1:
+        torch.distributed.barrier()
+    return summary
+
+
+def plot_curves(log_path: Path, png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = list(csv.DictReader(open(log_path)))
+    train = [(int(r["step"]), float(r["loss"])) for r in rows if r["loss"]]
+    dev = [(int(r["step"]), float(r["dev_loss"]), float(r["dev_wer"])) for r in rows if r["dev_loss"]]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    if train:
+        a.plot(*zip(*train), label="train loss")
+    if dev:
+        a.plot([d[0] for d in dev], [d[1] for d in dev], "o-", label="dev loss")
+        b.plot([d[0] for d in dev], [100 * d[2] for d in dev], "o-")
+    a.set_xlabel("step")
+    a.set_yscale("log")
+    a.legend()
+    b.set_xlabel("step")
+    b.set_ylabel("dev WER (%, greedy)")
+    fig.tight_layout()
+    fig.savefig(png, dpi=90)
+    plt.close(fig)

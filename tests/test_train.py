@@ -1,0 +1,165 @@
+"""Training, decoding and evaluation on a handful of synthesized utterances."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from edgevoice.audio.io import write_audio
+from edgevoice.corpus.tts import Synthesizer, Voice
+from edgevoice.errors import AudioError, ConfigError
+from edgevoice.train.decode import beam_search, greedy_search, streaming_beam_search
+from edgevoice.train.evaluate import TrainedModel, evaluate
+from edgevoice.train.trainer import TrainConfig, train
+
+from conftest import engines_or_fail
+
+SENTENCES = ["turn on the lights", "call mom", "play some jazz", "stop the music"]
+TINY = {
+    "vocab_size": 34, "epochs": 250, "max_frames": 4000, "lr": 0.003, "min_lr_ratio": 0.3, "warmup_steps": 10,
+    "spec_augment": False,
+    "dev_utterances": 4, "checkpoint_every": 1000, "average_last": 1, "threads": 1,
+    "model": {"encoder_dim": 96, "encoder_layers": 1, "subsampling_channels": 8, "predictor_embed_dim": 32,
+              "predictor_dim": 64, "joiner_dim": 96, "dropout": 0.0},
+}
+
+
+def make_corpus(folder: Path, copies: int = 1) -> Path:
+    """Each sentence by one flite voice, listed `copies` times for training and once for dev."""
+    engines_or_fail()
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    rng = np.random.default_rng(0)
+    with Synthesizer() as synth:
+        for i, text in enumerate(SENTENCES):
+            speech = synth.synthesize(text, Voice.parse("flite:slt:p1.00:w1.00"))
+            audio = np.concatenate([np.zeros(1600, np.float32), speech, np.zeros(6400, np.float32)])
+            audio += np.float32(1e-4) * rng.standard_normal(len(audio)).astype(np.float32)
+            write_audio(folder / f"u{i}.flac", audio)
+            for split, n in (("train", copies), ("dev", 1)):
+                for c in range(n):
+                    rows.append({"id": f"{split}{i}-{c}", "audio": f"u{i}.flac", "sample_rate": 16000,
+                                 "duration": round(len(audio) / 16000, 3), "text": text, "intent": None, "slots": [],
+                                 "voice": "flite:slt:p1.00:w1.00", "speaker": "slt", "language": "en", "whisper": False,
+                                 "augmentation": {}, "wake_word": None, "speech_start": None, "speech_end": None,
+                                 "pauses": [], "split": split, "source": "test", "engine": "flite"})
+    (folder / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return make_corpus(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="module")
+def overfit(corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    summary = train(TrainConfig.from_dict(TINY), [corpus], out, progress=False)
+    return out, summary
+
+
+def test_tiny_model_overfits_to_zero_wer(overfit, corpus):
+    out, summary = overfit
+    assert summary["epochs_done"] == TINY["epochs"]
+    result = evaluate(out, corpus, beam=4, splits=["dev"], progress=False)
+    assert result["wer"] == 0.0, result["rows"]
+    greedy = evaluate(out, corpus, beam=1, splits=["dev"], progress=False)
+    assert greedy["wer"] == 0.0
+    assert result["by_engine"]["flite"]["utterances"] == 4 and result["rtf"] > 0
+    assert (out / "curves.png").exists() and (out / "log.csv").read_text().count("\n") > 5
+
+
+def test_streaming_decoding_equals_whole_utterance(overfit, corpus):
+    from edgevoice.audio.io import read_audio
+
+    model = TrainedModel(overfit[0])
+    noise = torch.Generator().manual_seed(0)
+    inputs = [model.features_of(read_audio(corpus / f"u{i}.flac")) for i in range(4)]
+    inputs.append(torch.randn(157, 80, generator=noise))  # odd length, no speech
+    for feats in inputs:
+        offline = beam_search(model.model, feats, len(feats), beam=4)
+        for chunk in (4, 16, 32):
+            online = streaming_beam_search(model.model, feats, chunk_frames=chunk, beam=4)
+            assert [h.tokens for h in online] == [h.tokens for h in offline]
+            assert [h.frames for h in online] == [h.frames for h in offline]
+            assert online[0].score == pytest.approx(offline[0].score, abs=1e-3)
+    batch = torch.nn.utils.rnn.pad_sequence(inputs, batch_first=True)
+    lengths = torch.tensor([len(f) for f in inputs])
+    greedy = greedy_search(model.model, batch, lengths)
+    for feats, tokens in zip(inputs, greedy):
+        assert tokens == greedy_search(model.model, feats.unsqueeze(0), torch.tensor([len(feats)]))[0]
+
+
+def test_resume_gives_the_same_state(tmp_path):
+    corpus = make_corpus(tmp_path / "corpus", copies=3)  # 12 utterances: 3 batches an epoch
+    config = dict(TINY, epochs=2, max_frames=1000, spec_augment=True, model=dict(TINY["model"], dropout=0.1))
+    train(TrainConfig.from_dict(config), [corpus], tmp_path / "straight", progress=False)
+    interrupted = train(TrainConfig.from_dict(dict(config, max_steps=4)), [corpus], tmp_path / "resumed", progress=False)
+    assert interrupted["stopped_early"] and interrupted["steps"] == 4  # in the middle of the second epoch
+    train(TrainConfig.from_dict(config), [corpus], tmp_path / "resumed", progress=False)
+    a = torch.load(tmp_path / "straight" / "checkpoints" / "last.pt", weights_only=False)
+    b = torch.load(tmp_path / "resumed" / "checkpoints" / "last.pt", weights_only=False)
+    assert a["step"] == b["step"] and a["epoch"] == b["epoch"] == 2
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    with pytest.raises(ConfigError, match="another config"):
+        train(TrainConfig.from_dict(dict(config, lr=0.1)), [corpus], tmp_path / "resumed", progress=False)
+
+
+def test_two_process_data_parallel_training(tmp_path):
+    corpus = make_corpus(tmp_path / "corpus", copies=3)
+    config = tmp_path / "ddp.json"
+    config.write_text(json.dumps(dict(TINY, epochs=2, max_frames=1000)))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+           "-m", "edgevoice.cli", "train", "--config", str(config), "--data", str(corpus), "--out",
+           str(tmp_path / "ddp"), "--quiet"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((tmp_path / "ddp" / "train_summary.json").read_text())
+    assert summary["epochs_done"] == 2 and summary["steps"] >= 2 and (tmp_path / "ddp" / "model.pt").exists()
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"bogus": 1}, "unknown training setting"),
+    ({"model": {"encoder_dim": 0}}, "encoder_dim"),
+    ({"model": {"warp": 2}}, "unknown model setting"),
+    ({"epochs": 0}, "epochs"),
+    ({"model": {"dropout": 1.5}}, "dropout"),
+])
+def test_bad_training_configs(change, message):
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig.from_dict({**TINY, **change})
+
+
+def test_bad_config_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        TrainConfig.load(tmp_path / "none.yaml")
+    (tmp_path / "bad.yaml").write_text("epochs: [1,\n")
+    with pytest.raises(ConfigError, match="not valid"):
+        TrainConfig.load(tmp_path / "bad.yaml")
+
+
+def test_empty_or_corrupt_audio_in_training_data(corpus, tmp_path):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "empty.flac").write_bytes(b"")
+    rows = [json.loads(line) for line in (corpus / "manifest.jsonl").read_text().splitlines()][:1]
+    rows[0]["audio"] = "empty.flac"
+    (bad / "manifest.jsonl").write_text(json.dumps(rows[0]) + "\n")
+    with pytest.raises(AudioError, match="empty.flac"):
+        train(TrainConfig.from_dict(TINY), [bad], tmp_path / "run", progress=False)
+
+
+def test_corrupt_model_folder(tmp_path, overfit):
+    with pytest.raises(ConfigError, match="missing"):
+        TrainedModel(tmp_path)
+    for name in ("tokenizer.model", "cmvn.json", "features.json"):
+        (tmp_path / name).write_bytes((overfit[0] / name).read_bytes())
+    (tmp_path / "model.pt").write_bytes(b"garbage")
+    with pytest.raises(ConfigError, match="corrupt"):
+        TrainedModel(tmp_path)
