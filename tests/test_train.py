@@ -163,3 +163,13 @@ def test_corrupt_model_folder(tmp_path, overfit):
     (tmp_path / "model.pt").write_bytes(b"garbage")
     with pytest.raises(ConfigError, match="corrupt"):
         TrainedModel(tmp_path)
+
+
+def test_init_from_continues_from_trained_weights(overfit, corpus, tmp_path):
+    out, _ = overfit
+    config = dict(TINY, epochs=1, lr=1e-6, warmup_steps=0, init_from=str(out / "model.pt"))
+    train(TrainConfig.from_dict(config), [corpus], tmp_path / "continued", progress=False)
+    assert evaluate(tmp_path / "continued", corpus, beam=1, splits=["dev"], progress=False)["wer"] == 0.0
+    with pytest.raises(ConfigError, match="cannot initialize"):
+        train(TrainConfig.from_dict(dict(config, init_from=str(tmp_path / "nothing.pt"))), [corpus],
+              tmp_path / "bad", progress=False)

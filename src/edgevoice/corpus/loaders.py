@@ -15,7 +15,6 @@ with a manifest, ready for training and evaluation.
 from __future__ import annotations
 
 import csv
-import json
 import shlex
 import subprocess
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Callable
 import numpy as np
 
 from edgevoice.audio.io import SAMPLE_RATE, audio_info, parse_wav_bytes, read_audio, resample, write_audio
-from edgevoice.corpus.manifest import validate_record, write_manifest
+from edgevoice.corpus.manifest import iter_jsonl, validate_record, write_manifest
 from edgevoice.errors import AudioError, ManifestError
 from edgevoice.text.normalize import normalize
 
@@ -77,21 +76,15 @@ def load_real_set(name_or_dir: str | Path) -> list[dict]:
         raise ManifestError(f"no real set at {d} (expected {manifest}); the shared data may be absent on this machine")
     source = d.name
     records = []
-    with open(manifest, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                audio = (d / row["audio"]).resolve()
-                text = row.get("text")
-                rec = _record(row["id"], audio, text, str(row.get("speaker") or row["id"]), row.get("split", "dev"),
-                              source, row["sample_rate"], row["duration"])
-            except (KeyError, json.JSONDecodeError) as exc:
-                raise ManifestError(f"{manifest}:{line_no}: bad line ({exc})") from exc
-            if source == "wakeword" and rec["text"]:
-                rec["wake_word"] = {"text": rec["text"], "start": 0.0, "end": rec["duration"]}
-            records.append(rec)
+    for line_no, row in iter_jsonl(manifest):
+        try:
+            rec = _record(row["id"], (d / row["audio"]).resolve(), row.get("text"), str(row.get("speaker") or row["id"]),
+                          row.get("split", "dev"), source, row["sample_rate"], row["duration"])
+        except KeyError as exc:
+            raise ManifestError(f"{manifest}:{line_no}: missing field {exc}") from exc
+        if source == "wakeword" and rec["text"]:
+            rec["wake_word"] = {"text": rec["text"], "start": 0.0, "end": rec["duration"]}
+        records.append(rec)
     return records
 
 
@@ -201,24 +194,19 @@ def _kaldi_read(entry: str, start: float | None = None, end: float | None = None
 def load_jsonl(path: str | Path, split: str = "train") -> list[dict]:
     path = Path(path)
     records = []
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                audio = Path(row["audio"])
-            except (KeyError, json.JSONDecodeError) as exc:
-                raise ManifestError(f"{path}:{line_no}: expected a JSON object with `audio` ({exc})") from exc
-            audio = audio if audio.is_absolute() else (path.parent / audio)
-            if not audio.exists():
-                raise AudioError(f"{path}:{line_no}: audio file not found: {audio}")
-            rec = _record(row.get("id") or audio.stem, audio.resolve(), row.get("text"),
-                          str(row.get("speaker") or "unknown"), row.get("split", split), path.stem)
-            for key in ("intent", "slots", "language", "whisper", "wake_word", "speech_start", "speech_end"):
-                if key in row:
-                    rec[key] = row[key]
-            records.append(rec)
+    for line_no, row in iter_jsonl(path):
+        if "audio" not in row:
+            raise ManifestError(f"{path}:{line_no}: expected a JSON object with `audio`")
+        audio = Path(row["audio"])
+        audio = audio if audio.is_absolute() else (path.parent / audio)
+        if not audio.exists():
+            raise AudioError(f"{path}:{line_no}: audio file not found: {audio}")
+        rec = _record(row.get("id") or audio.stem, audio.resolve(), row.get("text"),
+                      str(row.get("speaker") or "unknown"), row.get("split", split), path.stem)
+        for key in ("intent", "slots", "language", "whisper", "wake_word", "speech_start", "speech_end"):
+            if key in row:
+                rec[key] = row[key]
+        records.append(rec)
     return records
 
 

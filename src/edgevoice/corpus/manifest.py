@@ -85,6 +85,22 @@ def validate_record(rec: dict, where: str = "manifest record") -> dict:
     return rec
 
 
+def iter_jsonl(path: str | Path, error: type[Exception] = ManifestError) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each non-blank line; `error` names the file and line of
+    anything that is not a JSON object."""
+    with open(path, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise error(f"{path}:{line_no}: not valid JSON: {exc.msg}") from exc
+            if not isinstance(obj, dict):
+                raise error(f"{path}:{line_no}: expected a JSON object, got {type(obj).__name__}")
+            yield line_no, obj
+
+
 def read_manifest(path: str | Path, validate: bool = True) -> list[dict]:
     return list(iter_manifest(path, validate))
 
@@ -95,15 +111,8 @@ def iter_manifest(path: str | Path, validate: bool = True) -> Iterator[dict]:
         path = path / "manifest.jsonl"
     if not path.is_file():
         raise ManifestError(f"manifest not found: {path}")
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ManifestError(f"{path}:{line_no}: not valid JSON: {exc.msg}") from exc
-            yield validate_record(rec, f"{path}:{line_no}") if validate else rec
+    for line_no, rec in iter_jsonl(path):
+        yield validate_record(rec, f"{path}:{line_no}") if validate else rec
 
 
 def write_manifest(path: str | Path, records: Iterable[dict]) -> None:

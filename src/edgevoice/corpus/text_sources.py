@@ -17,6 +17,7 @@ import re
 from pathlib import Path
 from typing import Iterator
 
+from edgevoice.corpus.manifest import iter_jsonl
 from edgevoice.corpus.sentences import Sentence, sentence_from_pieces
 from edgevoice.errors import TemplateError
 from edgevoice.text.normalize import normalize
@@ -40,26 +41,19 @@ def read_annotated_jsonl(path: str | Path, source: str | None = None, split: str
     """SLURP (`sentence_annotation`, `scenario`, `intent`) or HWU64 (`answer_annotation`)."""
     path = Path(path)
     source = source or path.stem
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise TemplateError(f"{path}:{line_no}: not valid JSON: {exc.msg}") from exc
-            annotated = row.get("sentence_annotation") or row.get("answer_annotation") or row.get("annotation")
-            if annotated is None:
-                annotated = row.get("sentence") or row.get("text")
-            if not annotated:
-                raise TemplateError(f"{path}:{line_no}: no sentence (expected `sentence_annotation`, `answer_annotation` or `text`)")
-            intent = row.get("intent")
-            scenario = row.get("scenario")
-            if scenario and intent and not str(intent).startswith(scenario):
-                intent = f"{scenario}_{intent}"
-            sentence = parse_annotation(annotated, intent, source, split)
-            if sentence.text:
-                yield sentence
+    for line_no, row in iter_jsonl(path, TemplateError):
+        annotated = row.get("sentence_annotation") or row.get("answer_annotation") or row.get("annotation")
+        if annotated is None:
+            annotated = row.get("sentence") or row.get("text")
+        if not annotated:
+            raise TemplateError(f"{path}:{line_no}: no sentence (expected `sentence_annotation`, `answer_annotation` or `text`)")
+        intent = row.get("intent")
+        scenario = row.get("scenario")
+        if scenario and intent and not str(intent).startswith(scenario):
+            intent = f"{scenario}_{intent}"
+        sentence = parse_annotation(annotated, intent, source, split)
+        if sentence.text:
+            yield sentence
 
 
 def read_snips_json(path: str | Path, source: str = "snips", split: str | None = None) -> Iterator[Sentence]:

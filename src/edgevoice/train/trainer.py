@@ -45,6 +45,7 @@ class TrainConfig:
     dev_utterances: int = 300  # greedy WER measured on this many dev utterances per epoch
     checkpoint_every: int = 200  # steps
     average_last: int = 3  # epoch checkpoints averaged into the final model
+    init_from: str | None = None  # start from these weights (a model.pt or checkpoint), new schedule
     max_hours: float | None = None  # stop cleanly after this much wall time (resume later)
     max_steps: int | None = None  # stop cleanly after this many steps in this run
     threads: int | None = None
@@ -204,6 +205,11 @@ def train(config: TrainConfig, data_dirs: list[str | Path], out_dir: str | Path,
     total_steps = batches_per_epoch * config.epochs
     step, epoch, batch_in_epoch = 0, 0, 0
     last = ckpt_dir / "last.pt"
+    if config.init_from and not last.exists():
+        try:
+            model.load_state_dict(torch.load(config.init_from, map_location="cpu", weights_only=False)["model"])
+        except Exception as exc:
+            raise ConfigError(f"cannot initialize from {config.init_from}: {exc}") from exc
     if last.exists():
         state = torch.load(last, map_location="cpu", weights_only=False)
         model.load_state_dict(state["model"])
