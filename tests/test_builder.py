@@ -129,3 +129,27 @@ def test_custom_domain_from_templates_only(tmp_path):
 def test_bad_build_configs(tmp_path, change, message):
     with pytest.raises(ConfigError, match=message):
         build_corpus(BuildConfig(**change), tmp_path / "x", jobs=1, progress=False)
+
+
+def test_a_failing_utterance_is_skipped_not_fatal(tmp_path, monkeypatch):
+    """One sentence the TTS cannot say must not end a long build (nor change the others)."""
+    engines_or_fail()
+    import edgevoice.corpus.builder as builder
+    from edgevoice.errors import VoiceError
+
+    real_render = builder.render
+
+    def flaky(spec, *args):
+        if spec.index == 2:
+            raise VoiceError("engine refused this sentence")
+        return real_render(spec, *args)
+
+    monkeypatch.setattr(builder, "render", flaky)
+    config = BuildConfig(hours=8 / 3600, seed=4, template_samples=200)
+    summary = build_corpus(config, tmp_path / "c", jobs=1, progress=False)
+    ids = [r["id"] for r in read_manifest(tmp_path / "c")]
+    assert summary["failed"] == 1 and "refused" in summary["failures"][0]
+    assert "ev4-0000002" not in ids and ids[:2] == ["ev4-0000000", "ev4-0000001"]
+    monkeypatch.setattr(builder, "render", real_render)
+    again = build_corpus(config, tmp_path / "c", jobs=1, progress=False)  # resume keeps the record of the failure
+    assert again["synthesized_hours_this_run"] == 0 and again["failed"] == 1

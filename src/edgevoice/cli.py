@@ -46,6 +46,9 @@ def corpus_build(
         _fail(exc)
     typer.echo(f"{summary['utterances']} utterances, {summary['hours']:.2f} h in {out} "
                f"({summary['wall_seconds']:.0f} s, {summary['x_real_time']}x real time)")
+    if summary["failed"]:
+        typer.secho(f"warning: {summary['failed']} utterances could not be synthesized and were skipped "
+                    f"(see {out}/build_summary.json), e.g. {summary['failures'][0]}", fg=typer.colors.YELLOW, err=True)
 
 
 @corpus_app.command("stats")

@@ -449,13 +449,22 @@ def _worker_init(config: BuildConfig, pools: TextPools, banks: Banks, out_dir: s
 
 def _work(index: int) -> dict:
     spec = _WORKER["planner"].plan(index)
-    audio, record = render(spec, _WORKER["synth"], _WORKER["banks"], _WORKER["seed"])
+    try:
+        audio, record = render(spec, _WORKER["synth"], _WORKER["banks"], _WORKER["seed"])
+    except EdgevoiceError as exc:
+        # A TTS failure on one sentence/voice is recorded (deterministically: the same
+        # spec fails again) and skipped, instead of ending a long build.
+        return {"id": spec.id, "failed": str(exc), "duration": 0.0}
     path = _WORKER["out"] / record["audio"]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.stem + ".tmp.flac")
     write_audio(tmp, audio)
     os.replace(tmp, path)  # atomic: an interrupted build never leaves a truncated file
     return validate_record(record, spec.id)
+
+
+def _index(rec: dict) -> int:
+    return int(rec["id"].rsplit("-", 1)[1])
 
 
 def _read_journal(path: Path, out_dir: Path) -> dict[int, dict]:
@@ -468,8 +477,8 @@ def _read_journal(path: Path, out_dir: Path) -> dict[int, dict]:
                 rec = json.loads(line)
             except json.JSONDecodeError:
                 continue  # a line cut short by an interruption
-            if (out_dir / rec["audio"]).exists():
-                done[int(rec["id"].rsplit("-", 1)[1])] = rec
+            if "failed" in rec or (out_dir / rec["audio"]).exists():
+                done[_index(rec)] = rec
     return done
 
 
@@ -529,19 +538,21 @@ def build_corpus(config: BuildConfig, out_dir: str | Path, jobs: int | None = No
             for rec in pool.imap_unordered(_work, todo, chunksize=4):
                 journal.write(json.dumps(rec) + "\n")
                 journal.flush()
-                done[int(rec["id"].rsplit("-", 1)[1])] = rec
+                done[_index(rec)] = rec
                 synthesized += rec["duration"]
                 if bar is not None:
                     bar.update(min(int(synthesized + already) - bar.n, bar.total - bar.n))
     if bar is not None:
         bar.close()
     n_prefix, total = prefix_seconds()
-    records = [done[i] for i in range(n_prefix)]
+    prefix = [done[i] for i in range(n_prefix)]
+    records = [r for r in prefix if "failed" not in r]
+    failed = [r for r in prefix if "failed" in r]
     # Utterances past the prefix (overshoot of the last wave) are not part of this corpus.
     for i, rec in done.items():
-        if i >= n_prefix:
+        if i >= n_prefix and "failed" not in rec:
             (out / rec["audio"]).unlink(missing_ok=True)
-    write_manifest(journal_path, records)  # compact the journal to exactly the corpus
+    write_manifest(journal_path, prefix)  # compact the journal to exactly the corpus (+ its failures)
     write_manifest(out / "manifest.jsonl", records)
     wall = time.time() - start
     built = max(0.0, total - already)  # corpus audio added by this run (overshoot not counted)
@@ -555,6 +566,8 @@ def build_corpus(config: BuildConfig, out_dir: str | Path, jobs: int | None = No
         "jobs": jobs,
         "text_pool": pools.counts(),
         "dropped_heldout_name_sentences": pools.dropped_heldout,
+        "failed": len(failed),
+        "failures": [f"{r['id']}: {r['failed']}" for r in failed[:10]],
     }
     (out / "build_summary.json").write_text(json.dumps(summary, indent=2))
     return summary
