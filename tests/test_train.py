@@ -20,7 +20,7 @@ from conftest import engines_or_fail
 
 SENTENCES = ["turn on the lights", "call mom", "play some jazz", "stop the music"]
 TINY = {
-    "vocab_size": 34, "epochs": 250, "max_frames": 4000, "lr": 0.003, "min_lr_ratio": 0.3, "warmup_steps": 10,
+    "vocab_size": 34, "epochs": 160, "max_frames": 4000, "lr": 0.003, "min_lr_ratio": 0.3, "warmup_steps": 10,
     "spec_augment": False,
     "dev_utterances": 4, "checkpoint_every": 1000, "average_last": 1, "threads": 1,
     "model": {"encoder_dim": 96, "encoder_layers": 1, "subsampling_channels": 8, "predictor_embed_dim": 32,
@@ -130,6 +130,8 @@ def test_two_process_data_parallel_training(tmp_path):
     ({"model": {"warp": 2}}, "unknown model setting"),
     ({"epochs": 0}, "epochs"),
     ({"model": {"dropout": 1.5}}, "dropout"),
+    ({"ctc_weight": -1}, "ctc_weight"),
+    ({"loss": "fancy"}, "loss"),
 ])
 def test_bad_training_configs(change, message):
     with pytest.raises(ConfigError, match=message):

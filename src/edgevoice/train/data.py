@@ -110,11 +110,12 @@ class Batch:
 
 
 def make_batches(utterances: list[Utterance], max_frames: int, seed: int, epoch: int,
-                 shuffle: bool = True, bucket_size: int = 512) -> list[list[int]]:
+                 shuffle: bool = True, bucket_size: int = 512, ordered: bool = False) -> list[list[int]]:
     """Length-bucketed batches: utterances sorted by length are cut into buckets of about
     `bucket_size`, each bucket is shuffled (so a batch mixes different sentences, not
     neighbours in length order), cut where the padded size B * T_max would exceed
-    max_frames, and the batch order is shuffled. Seeded by (seed, epoch)."""
+    max_frames, and the batch order is shuffled (`ordered`: kept from short to long, for a
+    first "sortagrad" epoch). Seeded by (seed, epoch)."""
     rng = np.random.default_rng([seed, epoch])
     order = np.argsort(np.array([u.frames for u in utterances]), kind="stable")
     n_buckets = max(1, round(len(order) / bucket_size))
@@ -132,7 +133,7 @@ def make_batches(utterances: list[Utterance], max_frames: int, seed: int, epoch:
             longest = max(longest, n)
         if current:
             batches.append(current)
-    if shuffle:
+    if shuffle and not ordered:
         rng.shuffle(batches)
     return batches
 

@@ -155,15 +155,20 @@ class Transducer(nn.Module):
         self.encoder = Encoder(cfg)
         self.predictor = Predictor(cfg, blank)
         self.joiner = Joiner(cfg)
+        # Training-only auxiliary CTC head on the encoder: it makes the encoder learn
+        # acoustic alignments early, where a transducer alone sits on a plateau of blanks.
+        self.ctc_head = nn.Linear(cfg.encoder_dim, cfg.vocab_size)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def forward(self, feats, feat_lengths, targets, target_lengths):
-        """Training: returns (logits [B, T', U+1, V], encoder lengths)."""
+    def forward(self, feats, feat_lengths, targets, target_lengths, with_ctc: bool = False):
+        """Training: returns (logits [B, T', U+1, V], encoder lengths[, CTC log-probs [B, T', V]])."""
         enc, enc_lengths, _ = self.encoder(feats, feat_lengths)
         pred, _ = self.predictor(self.predictor.with_start(targets))
         logits = self.joiner(enc.unsqueeze(2), pred.unsqueeze(1))
+        if with_ctc:
+            return logits, enc_lengths, self.ctc_head(enc).log_softmax(-1)
         return logits, enc_lengths
 
     def config_json(self) -> str:

@@ -31,6 +31,8 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     vocab_size: int = 256
     loss: str = "modified"  # "modified": one symbol per frame, as the decoders search; or "standard"
+    ctc_weight: float = 0.3  # auxiliary CTC loss on the encoder (0 = off)
+    sortagrad: bool = True  # first epoch from short to long utterances
     epochs: int = 10
     max_frames: int = 30000  # padded feature frames per batch and process
     lr: float = 1.5e-3
@@ -58,6 +60,8 @@ class TrainConfig:
             raise ConfigError(f"model.vocab_size ({self.model.vocab_size}) must equal vocab_size ({self.vocab_size})")
         if self.epochs < 1 or self.max_frames < 1000 or self.lr <= 0 or self.warmup_steps < 0:
             raise ConfigError("epochs >= 1, max_frames >= 1000, lr > 0 and warmup_steps >= 0 are required")
+        if not 0 <= self.ctc_weight <= 10:
+            raise ConfigError(f"ctc_weight must be within 0-10, got {self.ctc_weight}")
         if self.loss not in ("modified", "standard"):
             raise ConfigError(f"loss must be 'modified' or 'standard', got {self.loss!r}")
         if self.average_last < 1:
@@ -216,7 +220,9 @@ def train(config: TrainConfig, data_dirs: list[str | Path], out_dir: str | Path,
         optimizer.load_state_dict(state["optimizer"])
         step, epoch, batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
         torch.set_rng_state(state["torch_rng"])
-    ddp_model = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    # Without the CTC loss its head gets no gradient, which DDP must be told about.
+    ddp_model = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=config.ctc_weight == 0) \
+        if world > 1 else model
     generator = torch.Generator()
     rng = np.random.default_rng([config.seed, 99])
     dev_indices = sorted(rng.choice(len(dev_store.utterances), size=min(config.dev_utterances, len(dev_store.utterances)),
@@ -242,7 +248,8 @@ def train(config: TrainConfig, data_dirs: list[str | Path], out_dir: str | Path,
     bar = tqdm(total=total_steps, initial=step, desc="train", disable=not (progress and is_main))
     model.train()
     while epoch < config.epochs:
-        batches = make_batches(train_store.utterances, config.max_frames, config.seed, epoch)
+        batches = make_batches(train_store.utterances, config.max_frames, config.seed, epoch,
+                               ordered=config.sortagrad and epoch == 0)
         batches = batches[: batches_per_epoch * world][rank::world]
         while batch_in_epoch < len(batches):
             batch = collate(train_store, batches[batch_in_epoch], tokenizer, cmvn)
@@ -251,8 +258,16 @@ def train(config: TrainConfig, data_dirs: list[str | Path], out_dir: str | Path,
             feats = spec_augment(batch.feats, batch.feat_lengths, generator) if config.spec_augment else batch.feats
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, total_steps, config)
-            logits, enc_lengths = ddp_model(feats, batch.feat_lengths, batch.targets, batch.target_lengths)
+            outputs = ddp_model(feats, batch.feat_lengths, batch.targets, batch.target_lengths,
+                                with_ctc=config.ctc_weight > 0)
+            logits, enc_lengths = outputs[0], outputs[1]
             loss = rnnt_loss(logits, batch.targets, enc_lengths, batch.target_lengths, kind=config.loss)
+            if config.ctc_weight:
+                ctc_log_probs = outputs[2]
+                ctc = torch.nn.functional.ctc_loss(
+                    ctc_log_probs.transpose(0, 1), batch.targets, enc_lengths, batch.target_lengths,
+                    blank=model.blank, reduction="sum", zero_infinity=True) / len(batch.ids)
+                loss = loss + config.ctc_weight * ctc
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip))
