@@ -73,14 +73,14 @@ def test_modified_loss_matches_its_reference_and_enumeration():
     losses = rnnt_loss(logits, targets, t_lens, u_lens, reduction="none", kind="modified")
     for b in range(B):
         ref = naive_modified_rnnt_loss(logits[b, : t_lens[b], : u_lens[b] + 1], targets[b, : u_lens[b]].tolist())
-        assert float(losses[b]) == pytest.approx(float(ref), rel=1e-9)
+        assert float(losses[b].detach()) == pytest.approx(float(ref), rel=1e-9)
     # Enumeration: choose which of the T frames emit the U tokens.
     lp = logits[0].detach().log_softmax(-1)
     total = torch.logsumexp(torch.tensor([
         sum(float(lp[t, u_at, targets[0, u_at]]) if t in slots else float(lp[t, u_at, 0])
             for t, u_at in zip(range(T), [sum(1 for s in slots if s < t) for t in range(T)]))
         for slots in combinations(range(T), U)], dtype=torch.float64), 0)
-    assert float(losses[0]) == pytest.approx(-float(total), rel=1e-9)
+    assert float(losses[0].detach()) == pytest.approx(-float(total), rel=1e-9)
     losses.sum().backward()
     assert torch.isfinite(logits.grad).all()
     with pytest.raises(ValueError, match="at least as many frames"):
