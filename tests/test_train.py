@@ -167,10 +167,19 @@ def test_corrupt_model_folder(tmp_path, overfit):
         TrainedModel(tmp_path)
 
 
-def test_init_from_continues_from_trained_weights(overfit, corpus, tmp_path):
+def test_init_from_continues_from_trained_weights(overfit, corpus, tmp_path, monkeypatch):
+    from edgevoice.text.tokenizer import Tokenizer
+
     out, _ = overfit
     config = dict(TINY, epochs=1, lr=1e-6, warmup_steps=0, init_from=str(out / "model.pt"))
+
+    def no_retraining(*args, **kwargs):
+        raise AssertionError("the tokenizer must come with the weights, not be trained again")
+
+    monkeypatch.setattr(Tokenizer, "train", staticmethod(no_retraining))
     train(TrainConfig.from_dict(config), [corpus], tmp_path / "continued", progress=False)
+    for name in ("tokenizer.model", "cmvn.json"):  # taken from the source model, not retrained
+        assert (tmp_path / "continued" / name).read_bytes() == (out / name).read_bytes()
     assert evaluate(tmp_path / "continued", corpus, beam=1, splits=["dev"], progress=False)["wer"] == 0.0
     with pytest.raises(ConfigError, match="cannot initialize"):
         train(TrainConfig.from_dict(dict(config, init_from=str(tmp_path / "nothing.pt"))), [corpus],

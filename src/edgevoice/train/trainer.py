@@ -11,6 +11,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -188,9 +189,15 @@ def train(config: TrainConfig, data_dirs: list[str | Path], out_dir: str | Path,
     if not is_main:
         train_store, dev_store = stores()
     tok_path = out / "tokenizer.model"
+    cmvn_path = out / "cmvn.json"
+    if is_main and config.init_from:
+        # Weights only make sense with the token ids and normalization they were trained with.
+        source = Path(config.init_from).parent
+        for name in ("tokenizer.model", "tokenizer.vocab", "cmvn.json"):
+            if (source / name).exists() and not (out / name).exists():
+                shutil.copyfile(source / name, out / name)
     if is_main and not tok_path.exists():
         Tokenizer.train((u.text for u in train_store.utterances), out / "tokenizer", config.vocab_size)
-    cmvn_path = out / "cmvn.json"
     if is_main and not cmvn_path.exists():
         train_store.cmvn(seed=config.seed).save(cmvn_path)
     if world > 1:
