@@ -157,6 +157,8 @@ def evaluate_greedy(model: Transducer, store: FeatureStore, indices: list[int], 
 def train(config: TrainConfig, data_dirs: list[str | Path], out_dir: str | Path, progress: bool = True) -> dict:
     """Train (or resume) a transducer on the labelled utterances of `data_dirs`."""
     config.validate()
+    if config.init_from and not Path(config.init_from).is_file():
+        raise ConfigError(f"cannot initialize from {config.init_from}: no such file")
     rank, world = _dist()
     is_main = rank == 0
     if config.threads:
