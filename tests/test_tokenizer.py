@@ -26,3 +26,15 @@ def test_tokenizer_errors(tmp_path):
         Tokenizer(tmp_path / "corrupt.model")
     with pytest.raises(ConfigError, match="vocab_size"):
         Tokenizer.train(TEXTS, tmp_path / "x", vocab_size=5000)
+
+
+def test_word_times_from_token_frames(tmp_path):
+    from edgevoice.train.decode import word_times
+
+    tok = Tokenizer.train(TEXTS, tmp_path / "sp", vocab_size=64)
+    ids = tok.encode("call mom")
+    frames = list(range(10, 10 + 2 * len(ids), 2))
+    words = word_times(ids, frames, tok)
+    assert [w["word"] for w in words] == ["call", "mom"]
+    assert words[0]["start"] == 0.4 and words[-1]["end"] == round((frames[-1] + 1) * 0.04, 2)
+    assert words[0]["end"] <= words[1]["start"]

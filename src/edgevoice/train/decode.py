@@ -177,11 +177,7 @@ def word_times(tokens: list[int], frames: list[int], tokenizer) -> list[dict]:
     for token, frame in zip(tokens, frames):
         piece = tokenizer.pieces([token])[0]
         if piece.startswith("\u2581") or not words:
-            text = piece.lstrip("\u2581")
-            if not text and piece == "\u2581":
-                words.append({"word": "", "start": round(frame * FRAME_SECONDS, 2), "end": None})
-                continue
-            words.append({"word": text, "start": round(frame * FRAME_SECONDS, 2), "end": None})
+            words.append({"word": piece.lstrip("\u2581"), "start": round(frame * FRAME_SECONDS, 2), "end": None})
         else:
             words[-1]["word"] += piece
         words[-1]["end"] = round((frame + 1) * FRAME_SECONDS, 2)
