@@ -38,6 +38,9 @@ class GreedyDecoder:
         self.frames: list[list[int]] = [[] for _ in range(batch_size)]
         start = torch.full((batch_size, 1), blank, dtype=torch.long)
         self.pred_out, self.pred_state = model.predictor(start)
+        # The joiner's projection of the predictor output changes only when a token is
+        # emitted, so it is kept instead of recomputed every frame.
+        self.pred_proj = model.joiner.pred_proj(self.pred_out[:, -1])
         self.frame_offset = 0
 
     @torch.no_grad()
@@ -50,7 +53,7 @@ class GreedyDecoder:
             if not bool(active.any()):
                 break
             for _ in range(self.max_symbols):
-                logits = model.joiner.out(torch.tanh(enc_proj[:, t] + model.joiner.pred_proj(self.pred_out[:, -1])))
+                logits = model.joiner.out(torch.tanh(enc_proj[:, t] + self.pred_proj))
                 best = logits.argmax(-1)
                 emit = active & (best != model.blank)
                 if not bool(emit.any()):
@@ -59,6 +62,7 @@ class GreedyDecoder:
                 out, state = model.predictor(best.unsqueeze(1), self.pred_state)
                 m = emit.view(-1, 1, 1)
                 self.pred_out = torch.where(m, out, self.pred_out)
+                self.pred_proj = torch.where(emit.view(-1, 1), model.joiner.pred_proj(out[:, -1]), self.pred_proj)
                 self.pred_state = tuple(torch.where(emit.view(1, -1, 1), s_new, s_old)
                                         for s_new, s_old in zip(state, self.pred_state))
                 for b in torch.nonzero(emit).flatten().tolist():
