@@ -36,9 +36,12 @@ def rnnt_loss_from_log_probs(blank_lp: torch.Tensor, emit_lp: torch.Tensor, logi
     zero = blank_lp.new_zeros(B, 1)
     alpha = torch.cat([zero, emit_lp[:, 0].cumsum(-1)], dim=-1)
     alphas = [alpha]
+    # Per-frame views from one unbind: slicing [:, t] in the loop would make autograd
+    # zero-fill a whole [B, T, U+1] gradient for every frame (a fifth of a training step).
+    blank_t, emit_t = blank_lp.unbind(1), emit_lp.unbind(1)
     for t in range(1, T):
-        cum_emit = torch.cat([zero, emit_lp[:, t].cumsum(-1)], dim=-1)
-        alpha = cum_emit + torch.logcumsumexp(alphas[-1] + blank_lp[:, t - 1] - cum_emit, dim=-1)
+        cum_emit = torch.cat([zero, emit_t[t].cumsum(-1)], dim=-1)
+        alpha = cum_emit + torch.logcumsumexp(alphas[-1] + blank_t[t - 1] - cum_emit, dim=-1)
         alphas.append(alpha)
     alpha_all = torch.stack(alphas, dim=1)  # [B, T, U+1]
     b = torch.arange(B, device=blank_lp.device)
@@ -59,9 +62,10 @@ def modified_rnnt_loss_from_log_probs(blank_lp: torch.Tensor, emit_lp: torch.Ten
     alpha = torch.cat([alpha.new_zeros(B, 1), alpha[:, 1:]], dim=1)
     alphas = [alpha]
     pad = alpha.new_full((B, 1), neg_inf)
+    blank_t, emit_t = blank_lp.unbind(1), emit_lp.unbind(1)  # see rnnt_loss_from_log_probs
     for t in range(T):
-        stay = alpha + blank_lp[:, t]
-        move = torch.cat([pad, alpha[:, :-1] + emit_lp[:, t]], dim=1)
+        stay = alpha + blank_t[t]
+        move = torch.cat([pad, alpha[:, :-1] + emit_t[t]], dim=1)
         alpha = torch.logaddexp(stay, move)
         alphas.append(alpha)
     alpha_all = torch.stack(alphas, dim=1)  # [B, T+1, U+1]
