@@ -32,3 +32,23 @@ def tiny_corpus(tmp_path_factory):
     config = BuildConfig(hours=40 / 3600, seed=11, template_samples=300)
     summary = build_corpus(config, out, jobs=2, progress=False)
     return out, config, summary
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory):
+    """Four flite utterances (train and dev), see tiny_model.py."""
+    from tiny_model import make_corpus
+
+    return make_corpus(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="session")
+def overfit(corpus, tmp_path_factory):
+    """(run folder, summary) of the tiny model trained to zero WER on `corpus`."""
+    from tiny_model import TINY
+
+    from edgevoice.train.trainer import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("run")
+    summary = train(TrainConfig.from_dict(TINY), [corpus], out, progress=False)
+    return out, summary

@@ -216,6 +216,160 @@ def eval_cmd(
         json_out.write_text(json.dumps(result, indent=2))
 
 
+@app.command("export")
+def export_cmd(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="Run or model folder with model.pt, tokenizer.model, cmvn.json."),
+    out: Path = typer.Option(..., "--out", help="Device model directory to write (ONNX parts, tokenizer, metadata.json)."),
+    int8: bool = typer.Option(False, "--int8", help="Also write int8-quantized parts (*.int8.onnx)."),
+    chunk_frames: int = typer.Option(32, "--chunk-frames", help="Streaming chunk in 10 ms feature frames (multiple of 4)."),
+) -> None:
+    """Export a trained transducer for the torch-free device runtime."""
+    from edgevoice.train.export import export_model
+
+    try:
+        meta = export_model(checkpoint, out, int8=int8, chunk_frames=chunk_frames)
+    except EdgevoiceError as exc:
+        _fail(exc)
+    sizes = {f: (out / f).stat().st_size for f in meta["sha256"]}
+    for f, n in sorted(sizes.items()):
+        typer.echo(f"{out / f}  {n / 1e6:.2f} MB")
+    typer.echo(f"{meta['parameters']:,} parameters; variants: {', '.join(meta['variants'])}")
+
+
+def _load_recognizer(model: Optional[Path], int8: bool, beam: int, threads: int):
+    from edgevoice.device import default_model_dir
+    from edgevoice.device.recognizer import Recognizer
+
+    return Recognizer.load(model or default_model_dir(), precision="int8" if int8 else "float32", beam=beam,
+                           threads=threads)
+
+
+@app.command("transcribe")
+def transcribe_cmd(
+    files: List[Path] = typer.Argument(..., help="Audio files (wav, flac, ogg, mp3, ...; any sample rate)."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Device model directory (default: the bundled model)."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
+    nbest: int = typer.Option(4, "--nbest", help="Hypotheses to show (at most the beam)."),
+    beam: int = typer.Option(4, "--beam", help="Beam size."),
+    int8: bool = typer.Option(False, "--int8", help="Use the int8 model."),
+    threads: int = typer.Option(1, "--threads", help="ONNX Runtime threads."),
+    lattice_dir: Optional[Path] = typer.Option(None, "--lattice-dir", help="Write each lattice here (.evlt binary, .json, .svg)."),
+) -> None:
+    """Transcribe files with the on-device recognizer: text, n-best, word times, timing."""
+    from edgevoice.audio.io import read_audio
+
+    try:
+        recognizer = _load_recognizer(model, int8, beam, threads)
+    except EdgevoiceError as exc:
+        _fail(exc)
+    if lattice_dir:
+        lattice_dir.mkdir(parents=True, exist_ok=True)
+    failures = 0
+    for path in files:
+        try:
+            result = recognizer.transcribe(read_audio(path))
+        except EdgevoiceError as exc:  # one bad file does not stop the others
+            failures += 1
+            if as_json:
+                typer.echo(json.dumps({"file": str(path), "error": str(exc)}))
+            typer.secho(f"error: {path}: {exc}", fg=typer.colors.RED, err=True)
+            continue
+        out = {"file": str(path), **result.to_dict(nbest)}
+        blob = result.lattice.to_bytes()
+        out["lattice_bytes"] = len(blob)
+        if lattice_dir:
+            stem = lattice_dir / path.stem
+            stem.with_suffix(".evlt").write_bytes(blob)
+            stem.with_suffix(".json").write_text(json.dumps(result.lattice.to_json(), indent=1))
+            stem.with_suffix(".svg").write_text(result.lattice.to_svg())
+        if as_json:
+            typer.echo(json.dumps(out))
+            continue
+        typer.secho(f"{path}", bold=True)
+        typer.echo(f"  text: {result.text}")
+        for i, h in enumerate(result.nbest[:nbest]):
+            typer.echo(f"  {i + 1}. {h['score']:8.3f}  {h['text']}")
+        typer.echo("  words: " + " ".join(f"{w['word']}@{w['start']:.2f}" for w in result.words))
+        typer.echo(f"  {result.audio_seconds:.2f} s audio in {result.compute_seconds * 1000:.0f} ms "
+                   f"(real-time factor {out['real_time_factor']}), final result {result.finish_seconds * 1000:.1f} ms "
+                   f"after the end of audio; lattice {len(blob)} bytes")
+    if failures:
+        raise typer.Exit(1)
+
+
+@app.command("listen")
+def listen_cmd(
+    model: Optional[Path] = typer.Option(None, "--model", help="Device model directory (default: the bundled model)."),
+    stdin: bool = typer.Option(False, "--stdin", help="Read raw 16-bit little-endian mono PCM from stdin instead of a microphone."),
+    rate: int = typer.Option(16000, "--rate", help="Sample rate of the input."),
+    as_json: bool = typer.Option(False, "--json", help="Events as JSON lines."),
+    int8: bool = typer.Option(False, "--int8", help="Use the int8 model."),
+    seconds: Optional[float] = typer.Option(None, "--seconds", help="Stop after this much audio."),
+) -> None:
+    """Live recognition with partial results, from a microphone or from stdin."""
+    import numpy as np
+
+    try:
+        recognizer = _load_recognizer(model, int8, 4, 1)
+    except EdgevoiceError as exc:
+        _fail(exc)
+    stream = recognizer.create_stream()
+    block = max(1, rate // 10)  # 100 ms
+
+    def emit(kind: str, **fields) -> None:
+        if as_json:
+            typer.echo(json.dumps({"event": kind, "time": round(stream.audio_seconds, 2), **fields}), nl=True)
+        elif kind == "partial":
+            typer.echo(f"\r\x1b[K… {fields['text']}", nl=False, err=True)
+        else:
+            typer.echo(f"\r\x1b[K{fields['text']}")
+
+    last = ""
+    total = 0
+
+    def feed(samples) -> bool:
+        nonlocal last, total
+        stream.accept_waveform(rate, samples)
+        total += len(samples)
+        text = stream.partial_text
+        if text != last:
+            last = text
+            emit("partial", text=text)
+        return seconds is None or total < seconds * rate
+
+    try:
+        if stdin:
+            reader = sys.stdin.buffer
+            while True:
+                raw = reader.read(block * 2)
+                if not raw:
+                    break
+                if len(raw) % 2:
+                    raw = raw[:-1]
+                if not feed(np.frombuffer(raw, "<i2")):
+                    break
+        else:
+            try:
+                import sounddevice as sd
+            except (ImportError, OSError) as exc:
+                raise EdgevoiceError(f"no microphone support here ({exc}); install PortAudio or use --stdin") from exc
+            try:
+                with sd.InputStream(samplerate=rate, channels=1, dtype="int16", blocksize=block) as mic:
+                    typer.echo("listening; Ctrl-C to stop", err=True)
+                    while True:
+                        data, _ = mic.read(block)
+                        if not feed(data[:, 0]):
+                            break
+            except KeyboardInterrupt:
+                pass
+            except sd.PortAudioError as exc:
+                raise EdgevoiceError(f"cannot open the microphone ({exc}); use --stdin to pipe audio") from exc
+        result = stream.finish()
+    except EdgevoiceError as exc:
+        _fail(exc)
+    emit("final", text=result.text, words=result.words, nbest=result.nbest[:4])
+
+
 def main() -> None:  # pragma: no cover
     app()
 

@@ -27,3 +27,11 @@ class ManifestError(EdgevoiceError):
 
 class ConfigError(EdgevoiceError):
     """An invalid configuration value."""
+
+
+class ModelError(EdgevoiceError):
+    """A model directory that is missing, corrupt, or does not match what loads it."""
+
+
+class LatticeError(EdgevoiceError):
+    """A lattice that cannot be decoded: bad magic, version, checksum or structure."""

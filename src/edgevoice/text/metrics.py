@@ -26,3 +26,8 @@ def error_counts(refs: list[str], hyps: list[str]) -> dict:
     return {"substitutions": subs, "deletions": dels, "insertions": ins, "errors": subs + dels + ins,
             "ref_words": ref_words, "sentences": len(refs),
             "sentence_errors": sum(r.split() != h.split() for r, h in zip(refs, hyps))}
+
+
+def word_errors(ref: str, hyp: str) -> int:
+    """Word edits (substitutions + deletions + insertions) turning `hyp` into `ref`."""
+    return error_counts([ref], [hyp])["errors"]

@@ -1,0 +1,109 @@
+"""A device model directory: ONNX parts, tokenizer and metadata.json, validated on load.
+
+Every problem a user can cause (wrong folder, a missing or truncated file, a model from a
+newer edgevoice, edited metadata) is reported as one ModelError naming the file and what
+is wrong with it, before any inference session is created.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgevoice.errors import ModelError
+
+FORMAT_NAME = "edgevoice-transducer"
+FORMAT_VERSION = 1
+METADATA_FILE = "metadata.json"
+PARTS = ("encoder", "predictor", "joiner")
+_REQUIRED = ("format", "format_version", "sample_rate", "features", "cmvn", "tokenizer", "vocab_size", "blank_id",
+             "subsampling", "chunk_frames", "encoder", "predictor", "joiner_dim", "variants", "sha256")
+
+
+@dataclass
+class ModelDirectory:
+    path: Path
+    metadata: dict
+    precision: str
+
+    @property
+    def files(self) -> dict[str, Path]:
+        return {part: self.path / name for part, name in self.metadata["variants"][self.precision].items()}
+
+    @property
+    def tokenizer_path(self) -> Path:
+        return self.path / self.metadata["tokenizer"]
+
+    @property
+    def cmvn(self) -> tuple[np.ndarray, np.ndarray]:
+        return (np.asarray(self.metadata["cmvn"]["mean"], np.float32), np.asarray(self.metadata["cmvn"]["std"], np.float32))
+
+    @property
+    def chunk_frames(self) -> int:
+        return int(self.metadata["chunk_frames"])
+
+    @property
+    def frame_seconds(self) -> float:
+        return self.metadata["subsampling"] * self.metadata["features"]["frame_shift_ms"] / 1000.0
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_model_directory(path: str | Path, precision: str = "float32", verify_checksums: bool = True) -> ModelDirectory:
+    path = Path(path)
+    if not path.is_dir():
+        raise ModelError(f"model directory not found: {path} (make one with `edgevoice export`)")
+    meta_file = path / METADATA_FILE
+    if not meta_file.is_file():
+        hint = " (this looks like a training run: export it with `edgevoice export`)" if (path / "model.pt").exists() else ""
+        raise ModelError(f"{path} is not a device model directory: {METADATA_FILE} is missing{hint}")
+    try:
+        meta = json.loads(meta_file.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ModelError(f"{meta_file} is not valid JSON: {exc}") from exc
+    if not isinstance(meta, dict):
+        raise ModelError(f"{meta_file} must hold a JSON object")
+    missing = [k for k in _REQUIRED if k not in meta]
+    if missing:
+        raise ModelError(f"{meta_file} lacks required field(s): {', '.join(missing)}")
+    if meta["format"] != FORMAT_NAME:
+        raise ModelError(f"{meta_file}: format is {meta['format']!r}, expected {FORMAT_NAME!r}")
+    if not isinstance(meta["format_version"], int) or meta["format_version"] > FORMAT_VERSION:
+        raise ModelError(f"{meta_file}: format version {meta['format_version']!r} is newer than this edgevoice "
+                         f"understands ({FORMAT_VERSION}); upgrade edgevoice")
+    if meta["sample_rate"] != 16000 or meta["features"].get("sample_rate") != 16000:
+        raise ModelError(f"{meta_file}: the device runtime works at 16000 Hz, the model says {meta['sample_rate']}")
+    variants = meta["variants"]
+    if precision not in variants:
+        raise ModelError(f"{path} has no {precision} variant (it has: {', '.join(sorted(variants))}); "
+                         f"export with --int8 for int8")
+    if set(variants[precision]) != set(PARTS):
+        raise ModelError(f"{meta_file}: variant {precision} must name {', '.join(PARTS)}")
+    mean, std = meta["cmvn"].get("mean"), meta["cmvn"].get("std")
+    bins = meta["features"].get("num_bins")
+    if not (isinstance(mean, list) and isinstance(std, list) and len(mean) == len(std) == bins and min(std) > 0):
+        raise ModelError(f"{meta_file}: normalization statistics do not match {bins} feature bins")
+    if meta["chunk_frames"] <= 0 or meta["chunk_frames"] % meta["subsampling"]:
+        raise ModelError(f"{meta_file}: chunk_frames must be a positive multiple of the subsampling factor")
+    needed = [meta["tokenizer"], *variants[precision].values()]
+    for name in needed:
+        file = path / name
+        if not file.is_file():
+            raise ModelError(f"{path}: {name} is missing")
+        if verify_checksums:
+            expected = meta["sha256"].get(name)
+            if expected is None:
+                raise ModelError(f"{meta_file}: no checksum for {name}")
+            if _sha256(file) != expected:
+                raise ModelError(f"{file} is corrupt or was changed after export (SHA-256 mismatch); re-export the model")
+    return ModelDirectory(path, meta, precision)

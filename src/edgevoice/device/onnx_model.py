@@ -1,0 +1,78 @@
+"""The three ONNX parts of the transducer behind a small numpy API (ONNX Runtime, CPU).
+
+One OnnxTransducer is shared by every stream: ONNX Runtime sessions may be run from
+several threads at once, and all per-stream state lives in the caller's arrays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgevoice.device.model_dir import ModelDirectory
+from edgevoice.errors import ModelError
+
+
+@dataclass
+class EncoderState:
+    conv1: np.ndarray  # [N, 1, ctx, bins]
+    conv2: np.ndarray  # [N, C, ctx, bins']
+    h: np.ndarray  # [layers, N, D]
+    c: np.ndarray
+
+
+class OnnxTransducer:
+    def __init__(self, model_dir: ModelDirectory, threads: int = 1):
+        import onnxruntime as ort
+
+        self.model_dir = model_dir
+        meta = model_dir.metadata
+        self.blank = int(meta["blank_id"])
+        self.vocab_size = int(meta["vocab_size"])
+        self.enc = meta["encoder"]
+        self.pred_dim = int(meta["predictor"]["dim"])
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.log_severity_level = 3
+        self.sessions = {}
+        for part, file in model_dir.files.items():
+            try:
+                self.sessions[part] = ort.InferenceSession(str(file), options, providers=["CPUExecutionProvider"])
+            except Exception as exc:  # ORT raises its own exception types for bad protobufs
+                raise ModelError(f"{file} is not a loadable ONNX model: {str(exc).splitlines()[0]}") from exc
+        expected = {"encoder": ["features", "conv1_cache", "conv2_cache", "h", "c"], "predictor": ["token", "h", "c"],
+                    "joiner": ["encoder_out", "predictor_out"]}
+        for part, names in expected.items():
+            got = [i.name for i in self.sessions[part].get_inputs()]
+            if got != names:
+                raise ModelError(f"{model_dir.files[part]} has inputs {got}, expected {names}: not an edgevoice {part}")
+        vocab = self.sessions["joiner"].get_outputs()[0].shape[-1]
+        if isinstance(vocab, int) and vocab != self.vocab_size:
+            raise ModelError(f"{model_dir.files['joiner']} scores {vocab} tokens but metadata says {self.vocab_size}")
+        self._encoder, self._predictor, self._joiner = (self.sessions[p] for p in ("encoder", "predictor", "joiner"))
+
+    def initial_encoder_state(self, n: int = 1) -> EncoderState:
+        e = self.enc
+        return EncoderState(np.zeros((n, 1, e["conv_context"], e["num_mel_bins"]), np.float32),
+                            np.zeros((n, e["conv_channels"], e["conv_context"], e["conv1_bins"]), np.float32),
+                            np.zeros((e["layers"], n, e["dim"]), np.float32), np.zeros((e["layers"], n, e["dim"]), np.float32))
+
+    def encode(self, feats: np.ndarray, state: EncoderState) -> tuple[np.ndarray, EncoderState]:
+        """feats [N, T, bins] normalized -> (encoder frames projected for the joiner [N, ceil(T/4), J], state)."""
+        out, c1, c2, h, c = self._encoder.run(None, {"features": feats, "conv1_cache": state.conv1,
+                                                     "conv2_cache": state.conv2, "h": state.h, "c": state.c})
+        return out, EncoderState(c1, c2, h, c)
+
+    def initial_predictor_state(self, n: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        return np.zeros((1, n, self.pred_dim), np.float32), np.zeros((1, n, self.pred_dim), np.float32)
+
+    def predict(self, tokens: np.ndarray, h: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """tokens [N] -> (predictor output projected for the joiner [N, J], h, c)."""
+        return tuple(self._predictor.run(None, {"token": tokens.reshape(-1, 1).astype(np.int64), "h": h, "c": c}))
+
+    def join(self, enc: np.ndarray, pred: np.ndarray) -> np.ndarray:
+        """enc [N, J], pred [N, J] -> log-probabilities [N, V]."""
+        return self._joiner.run(None, {"encoder_out": enc, "predictor_out": pred})[0]

@@ -1,0 +1,97 @@
+"""Modified beam search on the device (numpy + ONNX Runtime).
+
+At most one symbol per encoder frame, as the model was trained (icefall's
+modified_beam_search): every frame, each of the `beam` hypotheses either stays (blank) or
+grows by one token; the best `beam` of the union survive, equal token sequences merged by
+log-sum-exp. All hypotheses go through the joiner in one call per frame and all grown
+ones through the predictor in one call. The same rules as the torch reference
+(edgevoice.train.decode.BeamSearchDecoder), so both give the same n-best.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edgevoice.device.onnx_model import OnnxTransducer
+
+
+@dataclass
+class Hypothesis:
+    tokens: tuple[int, ...]
+    score: float  # log probability of the token sequence given the audio so far
+    frames: tuple[int, ...] = ()  # encoder frame at which each token was emitted
+    pred: np.ndarray | None = None  # predictor output (joiner projection) [J]
+    h: np.ndarray | None = None  # predictor state [1, 1, P]
+    c: np.ndarray | None = None
+    parent: "Hypothesis | None" = field(default=None, repr=False)  # for pending predictor runs
+    token: int = -1
+
+
+def _logaddexp(a: float, b: float) -> float:
+    if a < b:
+        a, b = b, a
+    return a + math.log1p(math.exp(b - a))
+
+
+class BeamSearch:
+    """State of one stream's search; feed encoder frames chunk by chunk."""
+
+    def __init__(self, model: OnnxTransducer, beam: int = 4):
+        if beam < 1:
+            raise ValueError("beam must be at least 1")
+        self.model = model
+        self.beam = beam
+        h, c = model.initial_predictor_state(1)
+        pred, h, c = model.predict(np.array([model.blank]), h, c)
+        self.hyps = [Hypothesis((), 0.0, (), pred[0], h, c)]
+        self.frame_offset = 0
+
+    def advance(self, enc: np.ndarray) -> None:
+        """enc [T, J]: this chunk's encoder frames (already projected for the joiner)."""
+        model, blank = self.model, self.model.blank
+        for t in range(enc.shape[0]):
+            hyps = self.hyps
+            pred = np.stack([h.pred for h in hyps])
+            log_probs = model.join(np.broadcast_to(enc[t], pred.shape).copy(), pred)  # [H, V]
+            totals = (np.array([h.score for h in hyps], np.float32)[:, None] + log_probs).ravel()
+            k = min(self.beam * 2, totals.size)
+            top = np.argpartition(-totals, k - 1)[:k] if k < totals.size else np.arange(totals.size)
+            top = top[np.argsort(-totals[top], kind="stable")]
+            vocab = log_probs.shape[1]
+            candidates: dict[tuple, Hypothesis] = {}
+            grown: list[tuple[Hypothesis, int, float]] = []
+            for idx in top.tolist():
+                h, token, score = hyps[idx // vocab], idx % vocab, float(totals[idx])
+                if token == blank:
+                    if h.tokens in candidates:
+                        cand = candidates[h.tokens]
+                        cand.score = _logaddexp(cand.score, score)
+                    else:
+                        candidates[h.tokens] = Hypothesis(h.tokens, score, h.frames, h.pred, h.h, h.c)
+                else:
+                    grown.append((h, token, score))
+            frame = self.frame_offset + t
+            for h, token, score in grown:
+                key = h.tokens + (token,)
+                if key in candidates:
+                    candidates[key].score = _logaddexp(candidates[key].score, score)
+                else:
+                    candidates[key] = Hypothesis(key, score, h.frames + (frame,), parent=h, token=token)
+            best = sorted(candidates.values(), key=lambda c: -c.score)[: self.beam]
+            pending = [c for c in best if c.pred is None]
+            if pending:
+                tokens = np.array([c.token for c in pending], np.int64)
+                h0 = np.concatenate([c.parent.h for c in pending], axis=1)
+                c0 = np.concatenate([c.parent.c for c in pending], axis=1)
+                out, h1, c1 = model.predict(tokens, h0, c0)
+                for i, c in enumerate(pending):
+                    c.pred, c.h, c.c = out[i], h1[:, i : i + 1], c1[:, i : i + 1]
+                    c.parent = None
+            self.hyps = best
+        self.frame_offset += enc.shape[0]
+
+    def nbest(self) -> list[Hypothesis]:
+        return sorted(self.hyps, key=lambda h: -h.score)
