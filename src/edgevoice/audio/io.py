@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from scipy.signal import resample_poly
 
 from edgevoice.errors import AudioError
 
@@ -25,6 +24,8 @@ def resample(x: np.ndarray, from_rate: float, to_rate: float) -> np.ndarray:
     """Polyphase resampling by the closest small rational ratio."""
     if from_rate == to_rate or len(x) == 0:
         return np.asarray(x, dtype=np.float32)
+    from scipy.signal import resample_poly  # imported here: scipy.signal costs the device ~80 MB and 0.7 s
+
     ratio = Fraction(to_rate / from_rate).limit_denominator(1000)
     y = resample_poly(x, ratio.numerator, ratio.denominator)
     return y.astype(np.float32)
