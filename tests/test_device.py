@@ -54,6 +54,9 @@ def test_device_transcribes_like_the_torch_decoder(overfit, recognizer, audio):
         reference = streaming_beam_search(torch_model.model, torch_model.features_of(samples), chunk_frames=16, beam=4)
         assert [h["tokens"] for h in result.nbest] == [h.tokens for h in reference]
         assert [h["score"] for h in result.nbest] == pytest.approx([h.score for h in reference], abs=1e-3)
+        times = result.nbest[0]["token_times"]
+        assert len(times) == len(result.tokens) and times == sorted(times)
+        assert result.words[0]["start"] == times[0]
         words = [w["word"] for w in result.words]
         assert words == sentence.split()
         starts = [w["start"] for w in result.words]

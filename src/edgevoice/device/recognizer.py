@@ -33,7 +33,7 @@ class Result:
     text: str
     tokens: list[int]
     words: list[dict]  # {word, start, end} in seconds from the start of the stream
-    nbest: list[dict]  # {text, score, tokens, words}, best first
+    nbest: list[dict]  # {text, score, tokens, token_times, words}, best first
     lattice: Lattice
     audio_seconds: float
     compute_seconds: float  # features + encoder + search over the whole stream
@@ -197,7 +197,7 @@ class Stream:
     def _hyp_dict(self, h: Hypothesis) -> dict:
         rec = self.recognizer
         return {"text": " ".join(rec.tokenizer.decode(list(h.tokens)).split()), "score": round(h.score, 4), "tokens": list(h.tokens),
-                "words": rec.words_of(h.tokens, h.frames)}
+                "token_times": [round(f * rec.frame_seconds, 2) for f in h.frames], "words": rec.words_of(h.tokens, h.frames)}
 
     def _result(self) -> Result:
         hyps = [self._hyp_dict(h) for h in self._search.nbest()]
