@@ -52,3 +52,13 @@ def overfit(corpus, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
     summary = train(TrainConfig.from_dict(TINY), [corpus], out, progress=False)
     return out, summary
+
+
+@pytest.fixture(scope="session")
+def exported(overfit, tmp_path_factory):
+    """The tiny model exported for the device (float32 + int8, 16-frame chunks)."""
+    from edgevoice.train.export import export_model
+
+    out = tmp_path_factory.mktemp("device")
+    export_model(overfit[0], out, int8=True, chunk_frames=16)
+    return out

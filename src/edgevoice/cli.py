@@ -32,15 +32,20 @@ def corpus_build(
     sources: Optional[str] = typer.Option(None, "--sources", help="Comma-separated text sources (default: all built-in; "
                                           "'templates' alone with --templates builds only your domain)."),
     jobs: Optional[int] = typer.Option(None, "--jobs", help="Worker processes (default: all cores)."),
+    profile: str = typer.Option("training", "--profile", help="training (default), or endpointing: the end-pointing "
+                                "evaluation set (pauses, hesitations, long trailing silence and noise; dev and test only)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Synthesize a labelled many-voice corpus; re-running finishes what is missing."""
-    from edgevoice.corpus.builder import DEFAULT_SOURCES, BuildConfig, build_corpus
+    from edgevoice.corpus.builder import DEFAULT_SOURCES, ENDPOINTING_PROFILE, BuildConfig, build_corpus
 
     try:
         source_list = [s.strip() for s in sources.split(",") if s.strip()] if sources else list(DEFAULT_SOURCES)
+        profiles = {"training": {}, "endpointing": ENDPOINTING_PROFILE}
+        if profile not in profiles:
+            raise EdgevoiceError(f"unknown profile {profile!r}; choose from {', '.join(profiles)}")
         config = BuildConfig(hours=hours, seed=seed, templates=[str(t) for t in templates or []],
-                             sources=source_list)
+                             sources=source_list, **profiles[profile])
         summary = build_corpus(config, out, jobs=jobs, progress=not quiet)
     except EdgevoiceError as exc:
         _fail(exc)
@@ -302,39 +307,98 @@ def listen_cmd(
     model: Optional[Path] = typer.Option(None, "--model", help="Device model directory (default: the bundled model)."),
     stdin: bool = typer.Option(False, "--stdin", help="Read raw 16-bit little-endian mono PCM from stdin instead of a microphone."),
     rate: int = typer.Option(16000, "--rate", help="Sample rate of the input."),
-    as_json: bool = typer.Option(False, "--json", help="Events as JSON lines."),
+    as_json: bool = typer.Option(False, "--json", help="Events as JSON lines (partial, speculative_end, final_end, intent)."),
     int8: bool = typer.Option(False, "--int8", help="Use the int8 model."),
+    endpointing: bool = typer.Option(True, "--endpointing/--no-endpointing",
+                                     help="End requests with the end-pointers (MODEL/endpointer.json, else the rule "
+                                          "baseline); without, one request lasts until the input ends."),
+    understand: bool = typer.Option(True, "--understand/--no-understand", help="Intent and slots for each request."),
     seconds: Optional[float] = typer.Option(None, "--seconds", help="Stop after this much audio."),
 ) -> None:
-    """Live recognition with partial results, from a microphone or from stdin."""
+    """Live recognition: partial results, end-pointing events, and the intent of each request."""
     import numpy as np
 
+    from edgevoice.device import default_model_dir
+    from edgevoice.device.endpoint import LearnedEndpointer, RuleEndpointer
+    from edgevoice.device.recognizer import strip_wake_word
+    from edgevoice.device.speculation import SpeculativeRunner
+
+    model_dir = model or default_model_dir()
     try:
-        recognizer = _load_recognizer(model, int8, 4, 1)
+        recognizer = _load_recognizer(model_dir, int8, 4, 1)
+        endpointer = None
+        if endpointing:
+            learned = Path(model_dir) / "endpointer.json"
+            endpointer = LearnedEndpointer.load(learned) if learned.exists() else RuleEndpointer()
+        nlu = None
+        if understand:
+            from edgevoice.device.nlu import TemplateNLU
+
+            nlu = TemplateNLU.default()
     except EdgevoiceError as exc:
         _fail(exc)
-    stream = recognizer.create_stream()
     block = max(1, rate // 10)  # 100 ms
 
-    def emit(kind: str, **fields) -> None:
+    def show(event: dict) -> None:
         if as_json:
-            typer.echo(json.dumps({"event": kind, "time": round(stream.audio_seconds, 2), **fields}), nl=True)
-        elif kind == "partial":
-            typer.echo(f"\r\x1b[K… {fields['text']}", nl=False, err=True)
-        else:
-            typer.echo(f"\r\x1b[K{fields['text']}")
+            typer.echo(json.dumps(event))
+        elif event["event"] == "partial":
+            typer.echo(f"\r\x1b[K… {event['text']}", nl=False, err=True)
+        elif event["event"] == "final_end":
+            typer.echo(f"\r\x1b[K{event['text']}")
+        elif event["event"] == "intent" and event["intent"]:
+            typer.echo(f"  -> {event['intent']} {json.dumps(event['slots'])}")
 
-    last = ""
+    class Request:
+        def __init__(self, offset: float):
+            self.stream = recognizer.create_stream(endpointer, nlu)
+            self.runner = SpeculativeRunner(lambda text: nlu.understand(strip_wake_word(text))) if nlu else None
+            self.offset = offset  # seconds of input before this request began
+            self.last_partial = ""
+
+        def handle(self, events) -> None:
+            for e in events:
+                d = e.to_dict()
+                d["time"] = round(self.offset + e.time, 2)
+                show(d)
+                if self.runner is not None:
+                    self.runner.on_event(e)
+            if self.stream.ended and self.runner is not None:
+                outcome = self.runner.outcome(timeout=30)
+                show({"event": "intent", "time": round(self.offset + self.stream.audio_seconds, 2),
+                      **outcome.value.to_dict(), "from_speculation": outcome.speculative})
+                self.runner.close()
+
+        def feed(self, samples) -> None:
+            self.stream.accept_waveform(rate, samples)
+            if endpointer is None:  # no end-pointing: partials only
+                text = self.stream.partial_text
+                if text != self.last_partial:
+                    self.last_partial = text
+                    show({"event": "partial", "time": round(self.offset + self.stream.audio_seconds, 2), "text": text})
+            else:
+                self.handle(self.stream.pop_events())
+
+        def close(self) -> None:
+            result = self.stream.finish()
+            if endpointer is None:
+                show({"event": "final_end", "time": round(self.offset + self.stream.audio_seconds, 2),
+                      "text": result.text, "reset": False, "confirmed": False})
+                if nlu is not None:
+                    show({"event": "intent", "time": round(self.offset + self.stream.audio_seconds, 2),
+                          **nlu.understand(strip_wake_word(result.text)).to_dict(), "from_speculation": False})
+            else:
+                self.handle(self.stream.pop_events())
+
     total = 0
+    request = Request(0.0)
 
     def feed(samples) -> bool:
-        nonlocal last, total
-        stream.accept_waveform(rate, samples)
+        nonlocal total, request
+        request.feed(samples)
         total += len(samples)
-        text = stream.partial_text
-        if text != last:
-            last = text
-            emit("partial", text=text)
+        if request.stream.ended:  # the next request starts right away
+            request = Request(total / rate)
         return seconds is None or total < seconds * rate
 
     try:
@@ -364,10 +428,10 @@ def listen_cmd(
                 pass
             except sd.PortAudioError as exc:
                 raise EdgevoiceError(f"cannot open the microphone ({exc}); use --stdin to pipe audio") from exc
-        result = stream.finish()
+        if request.stream.audio_seconds > 0 or total == 0:
+            request.close()
     except EdgevoiceError as exc:
         _fail(exc)
-    emit("final", text=result.text, words=result.words, nbest=result.nbest[:4])
 
 
 def main() -> None:  # pragma: no cover

@@ -47,6 +47,13 @@ ENGINE_WEIGHTS = {
     "dev": {"espeak": 0.4, "flite": 0.35, "festival": 0.25},
     "test": {"espeak": 0.5, "festival": 0.5},
 }
+FILLERS = ("um", "uh", "er", "hmm")
+# `corpus build --profile endpointing`: the end-pointing evaluation set. Realistic pauses at
+# natural places, hesitations inside them, long and varied trailing silence with the
+# noise running on and sometimes a burst after the command; dev (tuning) and test only.
+ENDPOINTING_PROFILE = {"pause_prob": 0.6, "hesitation_prob": 0.4, "trail_silence": (2.5, 4.0),
+                       "trailing_burst_prob": 0.2, "plan_splits": {"train": 0.0, "dev": 0.5, "test": 0.5}}
+
 DEFAULT_SOURCES = ("home_assistant", "assistant", "slurp_lm", "hwu64", "snips", "slurp_devel")
 MAX_WORDS = 25
 
@@ -73,15 +80,25 @@ class BuildConfig:
     pitch_semitones: float = 1.5
     lead_silence: tuple = (0.1, 1.0)
     trail_silence: tuple = (0.2, 1.5)
+    # End-pointing material (off in training corpora; see ENDPOINTING_PROFILE):
+    hesitation_prob: float = 0.0  # per pause: a filler ("um", "uh") spoken inside it
+    trailing_burst_prob: float = 0.0  # a short non-speech noise burst after the command
+    # Shares of utterances per split, if not split_fractions (which also assigns sentences
+    # and voices to splits, and so stays the same for sets that must share those splits).
+    plan_splits: dict | None = None
+
+    # Settings added after corpora were built; at their defaults they leave the fingerprint
+    # (and every random draw) as it was, so older corpora still resume.
+    _LATER_FIELDS = {"hesitation_prob": 0.0, "trailing_burst_prob": 0.0, "plan_splits": None}
 
     def validate(self) -> "BuildConfig":
         if not self.hours > 0:
             raise ConfigError(f"hours must be positive, got {self.hours}")
-        fr = self.split_fractions
-        if set(fr) != set(SPLITS) or abs(sum(fr.values()) - 1) > 1e-6 or min(fr.values()) < 0:
-            raise ConfigError(f"split_fractions must give train/dev/test shares summing to 1, got {fr}")
+        for name, fr in (("split_fractions", self.split_fractions), ("plan_splits", self.plan_splits or self.split_fractions)):
+            if set(fr) != set(SPLITS) or abs(sum(fr.values()) - 1) > 1e-6 or min(fr.values()) < 0:
+                raise ConfigError(f"{name} must give train/dev/test shares summing to 1, got {fr}")
         for name in ("wake_word_prob", "pause_prob", "whisper_prob", "noise_prob", "rir_prob", "telephone_prob",
-                     "narrowband_prob", "eq_prob"):
+                     "narrowband_prob", "eq_prob", "hesitation_prob", "trailing_burst_prob"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"{name} must be within 0-1, got {getattr(self, name)}")
         known = set(DEFAULT_SOURCES) | {"templates"}
@@ -98,6 +115,9 @@ class BuildConfig:
         """Everything that changes the corpus content (hours only extends it)."""
         d = asdict(self)
         d.pop("hours")
+        for name, default in self._LATER_FIELDS.items():
+            if d[name] == default:
+                d.pop(name)
         return hashlib.sha1(json.dumps(d, sort_keys=True, default=list).encode()).hexdigest()[:12]
 
 
@@ -224,6 +244,8 @@ class UtteranceSpec:
     gain_db: float
     channel: str | None  # None, "telephone" or "narrowband"
     eq_db: list[float] | None  # microphone colouring, gains at augment.EQ_BANDS_HZ
+    fillers: list[str | None] = field(default_factory=list)  # per pause: a hesitation spoken inside it
+    trailing_burst: dict | None = None  # {"delay", "duration", "kind"} of a noise burst after the command
 
 
 def _voices_by_split() -> dict[str, dict[str, dict[str, list[Voice]]]]:
@@ -248,7 +270,8 @@ class Planner:
         c = self.config
         rng = np.random.default_rng([c.seed, index])
         splits = list(SPLITS)
-        split = splits[rng.choice(3, p=[c.split_fractions[s] for s in splits])]
+        shares = c.plan_splits or c.split_fractions
+        split = splits[rng.choice(3, p=[shares[s] for s in splits])]
         sentence = self.pools.choose(split, rng)
         engines = {e: w for e, w in ENGINE_WEIGHTS[split].items() if e in self.voices[split]}
         names = sorted(engines)
@@ -276,7 +299,18 @@ class Planner:
             kinds = augment.NOISE_TYPES if whisper is None else ("white", "pink", "brown", "hvac")
             noise = str(kinds[rng.integers(len(kinds))])
             snr = round(float(rng.uniform(*c.snr_range)), 1)
+        # Drawn last, and only when enabled, so that corpora without them keep their draws.
+        fillers: list[str | None] = []
+        if c.hesitation_prob > 0:
+            fillers = [str(FILLERS[rng.integers(len(FILLERS))]) if rng.random() < c.hesitation_prob else None
+                       for _ in pause_before]
+        burst = None
+        if c.trailing_burst_prob > 0 and rng.random() < c.trailing_burst_prob:
+            burst = {"delay": round(float(rng.uniform(0.2, 1.2)), 3), "duration": round(float(rng.uniform(0.05, 0.3)), 3),
+                     "kind": str(("white", "pink", "brown")[rng.integers(3)])}
         return UtteranceSpec(
+            fillers=fillers,
+            trailing_burst=burst,
             index=index,
             id=f"ev{c.seed}-{index:07d}",
             split=split,
@@ -330,6 +364,7 @@ def render(spec: UtteranceSpec, synth: Synthesizer, banks: Banks, seed: int) -> 
     bounds = [0] + spec.pause_before + [len(words)]
     pieces = [_speak(synth, " ".join(words[a:b]), spec, rng) for a, b in zip(bounds, bounds[1:])]
     wake = _speak(synth, spec.wake_word, spec, rng) if spec.wake_word else None
+    fillers = [_speak(synth, f, spec, rng) if f else None for f in spec.fillers] or None
     layout = lay_out(
         pieces,
         [b + offset for b in bounds[:-1]],
@@ -339,15 +374,30 @@ def render(spec: UtteranceSpec, synth: Synthesizer, banks: Banks, seed: int) -> 
         wake=wake,
         wake_text=spec.wake_word,
         wake_gap=spec.wake_gap,
+        fillers=fillers,
+        filler_texts=spec.fillers or None,
     )
     x = layout.audio
     s0, s1 = layout.speech_region
+    if spec.trailing_burst:
+        b = spec.trailing_burst
+        start = s1 + int(b["delay"] * SAMPLE_RATE)
+        n = min(int(b["duration"] * SAMPLE_RATE), len(x) - start)
+        if n > 0:  # a door, a cough, a clatter: loud, short, not speech
+            noise = augment.colored_noise(n, b["kind"], rng)
+            level = np.sqrt(np.mean(np.square(x[s0:s1], dtype=np.float64))) * 10 ** (rng.uniform(-12, 0) / 20)
+            burst = noise / (np.sqrt(np.mean(np.square(noise, dtype=np.float64))) + 1e-12) * level * np.hanning(n)
+            x = x.copy()
+            x[start : start + n] += burst.astype(np.float32)
     # Level: speech at -23 dBFS before room, noise and gain.
     x = x * 10 ** ((-23.0 - augment.rms_db(x[s0:s1])) / 20)
     aug: dict = {"tempo": spec.tempo, "pitch": spec.pitch_shift, "noise": spec.noise, "snr": spec.snr,
                  "rir": None, "gain_db": spec.gain_db, "channel": spec.channel, "eq_db": spec.eq_db}
     if spec.whisper:
         aug["whisper_method"] = spec.whisper
+    if spec.trailing_burst:
+        aug["trailing_burst"] = {"start": round(s1 / SAMPLE_RATE + spec.trailing_burst["delay"], 3),
+                                 "duration": spec.trailing_burst["duration"], "kind": spec.trailing_burst["kind"]}
     if spec.rir is not None:
         x = augment.apply_rir(x, banks.rirs[spec.rir])
         aug["rir"] = spec.rir

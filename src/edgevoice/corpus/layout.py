@@ -58,6 +58,8 @@ def lay_out(
     wake_text: str | None = None,
     wake_gap: float = 0.0,
     rate: int = SAMPLE_RATE,
+    fillers: list[np.ndarray | None] | None = None,
+    filler_texts: list[str | None] | None = None,
 ) -> Layout:
     """Place the pieces. `piece_first_words[i]` is the index (in the full text) of the
     first word of piece i; `pause_durations[i]` is the pause after piece i (one fewer
@@ -83,9 +85,17 @@ def lay_out(
         t += len(piece)
         if i < len(pause_durations):
             silence = np.zeros(int(pause_durations[i] * rate), np.float32)
+            pause = {"start": round(t / rate, 3), "end": round((t + len(silence)) / rate, 3),
+                     "after_word": piece_first_words[i + 1] - 1}
+            filler = fillers[i] if fillers else None
+            if filler is not None:  # a hesitation ("um") in the middle of the pause, which it lengthens
+                half = len(silence) // 2
+                silence = np.concatenate([silence[:half], filler, silence[half:]])
+                pause["end"] = round((t + len(silence)) / rate, 3)
+                pause["filler"] = {"text": filler_texts[i] if filler_texts else None,
+                                   "start": round((t + half) / rate, 3), "end": round((t + half + len(filler)) / rate, 3)}
             parts.append(silence)
-            pauses.append({"start": round(t / rate, 3), "end": round((t + len(silence)) / rate, 3),
-                           "after_word": piece_first_words[i + 1] - 1})
+            pauses.append(pause)
             t += len(silence)
     parts.append(np.zeros(int(trail_silence * rate), np.float32))
     audio = np.concatenate(parts).astype(np.float32)

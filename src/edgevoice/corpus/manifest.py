@@ -18,7 +18,7 @@ Schema (times in seconds from the start of the audio file; word indices into `te
 | augmentation | object | `tempo`, `pitch`, `noise`, `snr`, `rir`, `gain_db`, `channel` (telephone, narrowband), `eq_db` (+ room details) |
 | wake_word | object or null | `{text, start, end}` of the wake word |
 | speech_start / speech_end | float | first / last speech (wake word included) |
-| pauses | list | `{start, end, after_word}` pauses inside the command |
+| pauses | list | `{start, end, after_word[, filler: {text, start, end}]}` pauses inside the command, with any hesitation spoken in them |
 | split | str | train, dev or test (real sets: as given) |
 | source | str | text source (home_assistant, slurp_lm, templates:FILE, ...) or corpus name |
 | engine | str | espeak, flite, festival; "human" for real recordings |

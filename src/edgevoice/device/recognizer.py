@@ -12,6 +12,7 @@ threads; each stream keeps its own features, encoder state and search.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ import numpy as np
 
 from edgevoice.audio.features import FeatureConfig, StreamingFbank
 from edgevoice.audio.io import SAMPLE_RATE
+from edgevoice.device.endpoint import AcousticActivity, FrameObservation, LearnedEndpointer, RuleEndpointer
 from edgevoice.device.lattice import Lattice
 from edgevoice.device.model_dir import load_model_directory
 from edgevoice.device.onnx_model import OnnxTransducer
@@ -44,6 +46,32 @@ class Result:
                 "audio_seconds": round(self.audio_seconds, 3), "compute_seconds": round(self.compute_seconds, 4),
                 "finish_seconds": round(self.finish_seconds, 4),
                 "real_time_factor": round(self.compute_seconds / self.audio_seconds, 4) if self.audio_seconds else None}
+
+
+@dataclass
+class Event:
+    """What a stream reports, in this order: `partial` (the best hypothesis changed),
+    `speculative_end` (probably finished: start understanding; carries the lattice; with
+    reset=True it replaces an earlier speculation), `final_end` (finished: confirmed=True
+    if the last speculation stands, else a revised lattice with reset=True)."""
+
+    kind: str
+    time: float  # audio time (seconds from the stream start) of the frame that decided
+    text: str
+    lattice: Lattice | None = None
+    reset: bool = False
+    confirmed: bool = False
+    result: "Result | None" = None  # with final_end
+
+    def to_dict(self) -> dict:
+        d = {"event": self.kind, "time": round(self.time, 2), "text": self.text}
+        if self.kind != "partial":
+            d["reset"] = self.reset
+        if self.kind == "final_end":
+            d["confirmed"] = self.confirmed
+        if self.lattice is not None:
+            d["lattice"] = self.lattice.to_json()
+        return d
 
 
 class Recognizer:
@@ -71,8 +99,11 @@ class Recognizer:
         model_dir = load_model_directory(path, precision, verify_checksums)
         return Recognizer(OnnxTransducer(model_dir, threads), Tokenizer(model_dir.tokenizer_path), beam, chunk_frames)
 
-    def create_stream(self) -> "Stream":
-        return Stream(self)
+    def create_stream(self, endpointer: "LearnedEndpointer | RuleEndpointer | None" = None, nlu=None) -> "Stream":
+        """With an end-pointer the stream reports events (see Event) and finishes itself at
+        the final end; `nlu` (e.g. TemplateNLU) lets the end-pointer see whether the
+        hypothesis is already a complete command."""
+        return Stream(self, endpointer, nlu)
 
     def transcribe(self, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Result:
         stream = self.create_stream()
@@ -97,13 +128,25 @@ class _Resampler:
 
 
 class Stream:
-    def __init__(self, recognizer: Recognizer):
+    def __init__(self, recognizer: Recognizer, endpointer=None, nlu=None):
         self.recognizer = recognizer
         model = recognizer.model
         self._fbank = StreamingFbank(recognizer.features)
         self._pending = np.zeros((0, recognizer.features.num_bins), np.float32)
+        self._pending_energy = np.zeros(0, np.float32)
+        self.endpointer = endpointer
+        self.nlu = nlu
+        self.events: list[Event] = []  # drained by pop_events()
+        self.observations: list[FrameObservation] = []  # kept only when record_observations is set
+        self.record_observations = False
+        self._activity = AcousticActivity()
+        self._last_partial = ""
+        self._speculated: tuple | None = None  # tokens of the standing speculation
+        self._text_cache: dict[tuple, tuple[str, float, bool]] = {}
+        self.final_result: Result | None = None
         self._encoder_state = model.initial_encoder_state(1)
         self._search = BeamSearch(model, recognizer.beam)
+        self._search.keep_trace = endpointer is not None
         self._resampler: _Resampler | None = None
         self._input_rate: int | None = None
         self.samples_seen = 0
@@ -117,7 +160,8 @@ class Stream:
         (resampled to 16 kHz, statefully, so chunking does not matter). The rate must not
         change within a stream."""
         if self.finished:
-            raise AudioError("this stream is finished; create a new one for more audio")
+            raise AudioError("this stream is finished (finish() was called, or the end-pointer ended it); "
+                             "create a new one for more audio")
         if not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
             raise AudioError(f"sample rate must be a positive integer, got {sample_rate!r}")
         if self._input_rate is None:
@@ -156,14 +200,90 @@ class Stream:
         if len(frames):
             normalized = (frames - self.recognizer.cmvn_mean) / self.recognizer.cmvn_std
             self._pending = np.concatenate([self._pending, normalized.astype(np.float32)])
+            if self.endpointer is not None:
+                self._pending_energy = np.concatenate([self._pending_energy, frames.mean(axis=1)])
 
     def _decode(self, final: bool) -> None:
         chunk = self.recognizer.chunk_frames
         model = self.recognizer.model
-        while len(self._pending) >= chunk or (final and len(self._pending)):
+        while (len(self._pending) >= chunk or (final and len(self._pending))) and self.final_result is None:
             feats, self._pending = self._pending[:chunk], self._pending[chunk:]
             enc, self._encoder_state = model.encode(feats[None], self._encoder_state)
             self._search.advance(enc[0])
+            if self.endpointer is not None:
+                energy, self._pending_energy = self._pending_energy[:chunk], self._pending_energy[chunk:]
+                self._endpoint(energy)
+
+    # ---- end-pointing -----------------------------------------------------------------
+
+    def _describe(self, tokens: tuple) -> tuple[str, float, bool]:
+        """(text, end-of-sentence probability, parses as a complete command), cached per hypothesis."""
+        if tokens not in self._text_cache:
+            text = " ".join(self.recognizer.tokenizer.decode(list(tokens)).split())
+            eos = getattr(self.endpointer, "eos", None)
+            p = eos.prob(text) if eos is not None else 0.0
+            complete = False
+            if self.nlu is not None and text:
+                complete = self.nlu.understand(strip_wake_word(text)).intent is not None
+            if len(self._text_cache) > 256:  # bounded, whatever the stream's length
+                self._text_cache.clear()
+            self._text_cache[tokens] = (text, p, complete)
+        return self._text_cache[tokens]
+
+    def _endpoint(self, energy: np.ndarray) -> None:
+        """Evidence for every frame of the chunk just decoded; decisions at its end, where
+        the hypotheses, the partial text and the lattice are those of the whole chunk."""
+        fs = self.recognizer.frame_seconds
+        trace, self._search.trace = self._search.trace, []
+        first_frame = self._search.frame_offset - len(trace)
+        obs = None
+        for i, (best, blank_lp) in enumerate(trace):
+            t = (first_frame + i + 1) * fs
+            e = energy[4 * i : 4 * i + 4]
+            silence = self._activity.update(float(e.max()) if len(e) else -20.0, t)
+            last = best.frames[-1] + 1 if best.frames else 0
+            if i < len(trace) - 1 and not self.record_observations:
+                continue
+            text, eos, complete = self._describe(best.tokens)
+            obs = FrameObservation(t, t - last * fs, len(best.tokens), math.exp(blank_lp), silence, text, eos, complete)
+            if self.record_observations:
+                self.observations.append(obs)
+        if obs is None:
+            return
+        best = trace[-1][0]
+        if obs.text != self._last_partial:
+            self._last_partial = obs.text
+            self.events.append(Event("partial", obs.time, obs.text))
+        ep = self.endpointer
+        if ep.is_end(obs):
+            self._final_end(obs, best)
+        elif ep.is_speculative_end(obs) and best.tokens != self._speculated:
+            reset = self._speculated is not None
+            self._speculated = best.tokens
+            self.events.append(Event("speculative_end", obs.time, obs.text, self._lattice(), reset=reset))
+
+    def _lattice(self) -> Lattice:
+        hyps = [self._hyp_dict(h) for h in self._search.nbest()]
+        return Lattice.from_nbest([(h["words"], h["score"]) for h in hyps], self.audio_seconds)
+
+    def _final_end(self, obs: FrameObservation, best) -> None:
+        result = self._result()
+        result.compute_seconds = self.compute_seconds
+        self.final_result = result
+        confirmed = self._speculated is not None and tuple(result.tokens) == self._speculated
+        reset = self._speculated is not None and not confirmed
+        self.events.append(Event("final_end", obs.time, result.text, None if confirmed else result.lattice,
+                                 reset=reset, confirmed=confirmed, result=result))
+        self.finished = True
+
+    def pop_events(self) -> list[Event]:
+        events, self.events = self.events, []
+        return events
+
+    @property
+    def ended(self) -> bool:
+        """The final end-pointer has fired (the stream then takes no more audio)."""
+        return self.final_result is not None
 
     # ---- output ---------------------------------------------------------------------
 
@@ -178,6 +298,8 @@ class Stream:
 
     def finish(self) -> Result:
         """Flush the audio, finish the search, and return the final result."""
+        if self.final_result is not None:  # the end-pointer already finished it
+            return self.final_result
         if self.finished:
             raise AudioError("finish() was already called on this stream")
         t0 = time.perf_counter()
@@ -187,8 +309,17 @@ class Stream:
             self._push_frames(self._fbank.accept_waveform(tail))
         self._push_frames(self._fbank.finish())
         self._decode(final=True)
-        self.finished = True
-        result = self._result()
+        if self.final_result is None:
+            self.finished = True
+            result = self._result()
+            if self.endpointer is not None:  # the audio ended before the end-pointer did
+                confirmed = self._speculated is not None and tuple(result.tokens) == self._speculated
+                self.events.append(Event("final_end", self.audio_seconds, result.text,
+                                         None if confirmed else result.lattice,
+                                         reset=self._speculated is not None and not confirmed, confirmed=confirmed,
+                                         result=result))
+            self.final_result = result
+        result = self.final_result
         finish_seconds = time.perf_counter() - t0
         self.compute_seconds += finish_seconds
         result.compute_seconds, result.finish_seconds = self.compute_seconds, finish_seconds
@@ -204,3 +335,12 @@ class Stream:
         lattice = Lattice.from_nbest([(h["words"], h["score"]) for h in hyps], self.audio_seconds)
         best = hyps[0]
         return Result(best["text"], best["tokens"], best["words"], hyps, lattice, self.audio_seconds, 0.0, 0.0)
+
+
+def strip_wake_word(text: str) -> str:
+    from edgevoice.corpus.layout import WAKE_WORDS
+
+    for wake in sorted(WAKE_WORDS, key=len, reverse=True):
+        if text == wake or text.startswith(wake + " "):
+            return text[len(wake) :].strip()
+    return text

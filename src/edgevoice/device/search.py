@@ -48,6 +48,10 @@ class BeamSearch:
         pred, h, c = model.predict(np.array([model.blank]), h, c)
         self.hyps = [Hypothesis((), 0.0, (), pred[0], h, c)]
         self.frame_offset = 0
+        # Per frame since the last drain: (best hypothesis after it, log P(blank) of the best going
+        # into it): the end-pointers' decoder evidence.
+        self.trace: list[tuple[Hypothesis, float]] = []
+        self.keep_trace = False
 
     def advance(self, enc: np.ndarray) -> None:
         """enc [T, J]: this chunk's encoder frames (already projected for the joiner)."""
@@ -56,6 +60,8 @@ class BeamSearch:
             hyps = self.hyps
             pred = np.stack([h.pred for h in hyps])
             log_probs = model.join(np.broadcast_to(enc[t], pred.shape).copy(), pred)  # [H, V]
+            if self.keep_trace:
+                best_blank = float(log_probs[int(np.argmax([h.score for h in hyps])), blank])
             totals = (np.array([h.score for h in hyps], np.float32)[:, None] + log_probs).ravel()
             k = min(self.beam * 2, totals.size)
             top = np.argpartition(-totals, k - 1)[:k] if k < totals.size else np.arange(totals.size)
@@ -91,6 +97,8 @@ class BeamSearch:
                     c.pred, c.h, c.c = out[i], h1[:, i : i + 1], c1[:, i : i + 1]
                     c.parent = None
             self.hyps = best
+            if self.keep_trace:
+                self.trace.append((best[0], best_blank))
         self.frame_offset += enc.shape[0]
 
     def nbest(self) -> list[Hypothesis]:

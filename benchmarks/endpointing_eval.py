@@ -1,0 +1,259 @@
+"""Benchmark: the two end-pointers, speculation and user-perceived latency.
+
+    python benchmarks/endpointing_eval.py --model models/default --corpus corpora/endpointing \\
+        --text-corpus corpora/bench20
+
+The end-pointing set comes from `edgevoice corpus build --profile endpointing` (pauses of
+0.3-1 s at natural places, hesitations, 2.5-4 s of trailing silence with the noise going
+on, noise bursts after the command); its dev split fits and tunes the learned end-pointer,
+its test split (unseen voices and sentences) is what is reported.
+
+1. Every utterance is decoded once, recording the per-frame evidence (FrameObservation).
+2. The learned end-pointer (logistic) is fitted on dev frames; its threshold is the lowest
+   one whose premature-cut rate on dev stays within the target.
+3. On test, streams run with the real event code (partial / speculative_end / final_end),
+   for the learned end-pointer and for the rule baseline (sherpa-onnx: 1.2 s / 2.4 s).
+   A decision can only be made when a chunk has been decoded, so its time is the end of
+   that chunk; the delay is from the true end of speech (manifest) to it.
+4. Latency to intent: without speculation the on-device understanding starts at the final
+   end; with it, at the speculative end, and its result is used when the final end
+   confirms it (else understanding restarts on the revised hypothesis).
+
+Writes benchmarks/results/endpointing_eval.{json,md,png} and the fitted end-pointer to
+MODEL/endpointer.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edgevoice.audio.io import read_audio
+from edgevoice.corpus.manifest import audio_path, read_manifest
+from edgevoice.device.endpoint import EndOfSentenceModel, LearnedEndpointer, RuleEndpointer, feature_vector
+from edgevoice.device.nlu import TemplateNLU
+from edgevoice.device.recognizer import Recognizer, strip_wake_word
+
+RESULTS = Path(__file__).parent / "results"
+
+
+class _Never:
+    """Records evidence without ever ending the stream."""
+
+    eos = None
+
+    def is_end(self, obs, lookahead=0.0):
+        return False
+
+
+def observe(recognizer, nlu, eos, samples):
+    never = _Never()
+    never.eos = eos
+    stream = recognizer.create_stream(never, nlu)
+    stream.record_observations = True
+    stream.accept_waveform(16000, samples)
+    stream.finish()
+    return stream.observations
+
+
+def decision_time(obs_list, decide, chunk_seconds):
+    """As the stream decides: on the last frame of each decoded chunk."""
+    for o in obs_list:
+        steps = o.time / chunk_seconds
+        if abs(steps - round(steps)) < 1e-6 and decide(o):
+            return o.time
+    return None
+
+
+def sweep(records, observations, make_decider, thresholds, chunk_seconds):
+    out = []
+    for th in thresholds:
+        decide = make_decider(th)
+        delays, premature, missed = [], 0, 0
+        for rec, obs in zip(records, observations):
+            t = decision_time(obs, decide, chunk_seconds)
+            if t is None:
+                missed += 1
+                continue
+            delays.append(t - rec["speech_end"])
+            premature += t < rec["speech_end"]
+        n = len(records)
+        out.append({"threshold": th, "premature_rate": premature / n, "missed_rate": missed / n,
+                    "median_delay": statistics.median(delays) if delays else None,
+                    "p90_delay": float(np.percentile(delays, 90)) if delays else None})
+    return out
+
+
+def run_events(recognizer, endpointer, nlu, records, folder, block=1280):
+    """Stream each test utterance in 80 ms blocks through the real event code."""
+    rows = []
+    for rec in records:
+        x = read_audio(audio_path(rec, folder))
+        stream = recognizer.create_stream(endpointer, nlu)
+        events = []
+        for start in range(0, len(x), block):
+            if stream.ended:
+                break
+            stream.accept_waveform(16000, x[start : start + block])
+            events += stream.pop_events()
+        if not stream.ended:
+            stream.finish()
+            events += stream.pop_events()
+        specs = [e for e in events if e.kind == "speculative_end"]
+        final = [e for e in events if e.kind == "final_end"][-1]
+        rows.append({"id": rec["id"], "speech_end": rec["speech_end"], "final_time": final.time,
+                     "final_text": final.text, "confirmed": final.confirmed, "reset": final.reset,
+                     "speculative_times": [e.time for e in specs], "speculative_texts": [e.text for e in specs],
+                     "ref": rec["text"], "intent_ref": rec["intent"]})
+    return rows
+
+
+def summarize_events(rows, nlu, chunk_seconds):
+    finals = [r["final_time"] - r["speech_end"] for r in rows]
+    out = {"utterances": len(rows), "final_median_delay": statistics.median(finals),
+           "final_p90_delay": float(np.percentile(finals, 90)),
+           "final_premature_rate": sum(d < 0 for d in finals) / len(rows)}
+    with_spec = [r for r in rows if r["speculative_times"]]
+    if with_spec:
+        last_spec = [r["speculative_times"][-1] - r["speech_end"] for r in with_spec]
+        lead = [r["final_time"] - r["speculative_times"][-1] for r in with_spec]
+        out.update({"speculative_share": len(with_spec) / len(rows),
+                    "speculative_median_delay": statistics.median(last_spec),
+                    "speculative_p90_delay": float(np.percentile(last_spec, 90)),
+                    "speculative_premature_rate": sum(r["speculative_times"][0] < r["speech_end"] for r in with_spec) / len(rows),
+                    "speculative_lead_median": statistics.median(lead),
+                    "speculative_equals_final": sum(r["confirmed"] for r in with_spec) / len(with_spec),
+                    "reset_rate": sum(r["reset"] for r in rows) / len(rows)})
+    # Latency to intent: NLU time measured on the hypotheses themselves.
+    without, with_ = [], []
+    for r in rows:
+        t0 = time.perf_counter()
+        nlu.understand(strip_wake_word(r["final_text"]))
+        nlu_final = time.perf_counter() - t0
+        without.append(r["final_time"] - r["speech_end"] + nlu_final)
+        if r["speculative_times"] and r["confirmed"]:
+            t0 = time.perf_counter()
+            nlu.understand(strip_wake_word(r["speculative_texts"][-1]))
+            nlu_spec = time.perf_counter() - t0
+            ready = max(r["final_time"], r["speculative_times"][-1] + nlu_spec)
+            with_.append(ready - r["speech_end"])
+        else:
+            with_.append(r["final_time"] - r["speech_end"] + nlu_final)
+    out.update({"intent_latency_median_without_speculation": statistics.median(without),
+                "intent_latency_median_with_speculation": statistics.median(with_)})
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="models/default")
+    ap.add_argument("--corpus", default="corpora/endpointing")
+    ap.add_argument("--text-corpus", default="corpora/bench20", help="corpus whose train-split text fits the end-of-sentence model")
+    ap.add_argument("--chunk-frames", type=int, default=8, help="decode (and decide) every N 10 ms frames")
+    ap.add_argument("--premature-target", type=float, default=0.005, help="premature-cut rate allowed on dev")
+    ap.add_argument("--limit", type=int, default=None)
+    args = ap.parse_args()
+    folder = Path(args.corpus)
+    records = [r for r in read_manifest(folder) if r["text"]]
+    dev = [r for r in records if r["split"] == "dev"][: args.limit]
+    test = [r for r in records if r["split"] == "test"][: args.limit]
+    recognizer = Recognizer.load(args.model, chunk_frames=args.chunk_frames)
+    chunk_seconds = args.chunk_frames * 0.01
+    nlu = TemplateNLU.default(context={"area": "living room"})
+    train_text = [strip_wake_word(r["text"]) for r in read_manifest(args.text_corpus) if r["split"] == "train" and r["text"]]
+    eos = EndOfSentenceModel.fit(train_text)
+
+    t0 = time.time()
+    obs_dev = [observe(recognizer, nlu, eos, read_audio(audio_path(r, folder))) for r in dev]
+    obs_test = [observe(recognizer, nlu, eos, read_audio(audio_path(r, folder))) for r in test]
+    observe_seconds = time.time() - t0
+
+    rows = []
+    for rec, obs in zip(dev, obs_dev):
+        for o in obs:
+            if o.time < rec["speech_start"] or o.time > rec["speech_end"] + 2.0:
+                continue
+            rows.append((feature_vector(o), int(o.time >= rec["speech_end"])))
+    weights = LearnedEndpointer.fit(rows)
+    thresholds = [round(x, 3) for x in np.linspace(0.05, 0.995, 60)]
+
+    def learned(th, lookahead=0.0):
+        ep = LearnedEndpointer(weights, th, eos=eos)
+        return lambda o: ep.is_end(o, lookahead)
+
+    dev_curve = sweep(dev, obs_dev, learned, thresholds, chunk_seconds)
+    ok = [c for c in dev_curve if c["premature_rate"] <= args.premature_target and c["median_delay"] is not None]
+    best = min(ok, key=lambda c: c["median_delay"]) if ok else dev_curve[-1]
+    endpointer = LearnedEndpointer(weights, best["threshold"], eos=eos)
+    endpointer.save(Path(args.model) / "endpointer.json")
+
+    test_curve = sweep(test, obs_test, learned, thresholds, chunk_seconds)
+    rule_curve = sweep(test, obs_test, lambda s: (lambda o, r=RuleEndpointer(silence_after_speech=s): r.is_end(o)),
+                       [round(x, 2) for x in np.arange(0.2, 2.01, 0.1)], chunk_seconds)
+
+    learned_rows = run_events(recognizer, endpointer, nlu, test, folder)
+    rule_rows = run_events(recognizer, RuleEndpointer(), nlu, test, folder)
+    result = {
+        "command": "python benchmarks/endpointing_eval.py --model {} --corpus {} --text-corpus {}".format(
+            args.model, args.corpus, args.text_corpus),
+        "dev_utterances": len(dev), "test_utterances": len(test), "chunk_seconds": chunk_seconds,
+        "learned": {"weights": dict(zip(__import__("edgevoice.device.endpoint", fromlist=["FEATURES"]).FEATURES, weights)),
+                    "threshold": best["threshold"], "dev_at_threshold": best,
+                    "test": summarize_events(learned_rows, nlu, chunk_seconds)},
+        "rule_baseline": {"settings": "1.2 s after speech, 2.4 s without, 20 s max (sherpa-onnx defaults)",
+                          "test": summarize_events(rule_rows, nlu, chunk_seconds)},
+        "tradeoff_test": {"learned": test_curve, "rule": rule_curve},
+        "observe_seconds": round(observe_seconds, 1),
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "endpointing_eval.json").write_text(json.dumps(result, indent=2))
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, curve, style in (("learned (acoustic + decoder + hypothesis)", test_curve, "o-"),
+                               ("rule: trailing blanks >= s", rule_curve, "s--")):
+        pts = [(c["premature_rate"] * 100, c["median_delay"] * 1000) for c in curve if c["median_delay"] is not None]
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], style, ms=3, label=name)
+    ax.axvline(1.0, color="grey", lw=0.8, ls=":")
+    ax.axhline(500, color="grey", lw=0.8, ls=":")
+    ax.set_xlabel("premature cuts (% of test utterances)")
+    ax.set_ylabel("median delay after end of speech (ms)")
+    ax.set_xlim(-0.5, 20)
+    ax.legend()
+    ax.set_title("End-pointing trade-off (test split)")
+    fig.tight_layout()
+    fig.savefig(RESULTS / "endpointing_eval.png", dpi=120)
+
+    L, R = result["learned"]["test"], result["rule_baseline"]["test"]
+    ms = lambda s: f"{s * 1000:.0f} ms"  # noqa: E731
+    lines = [f"# End-pointing on the test split ({len(test)} utterances; decisions every {chunk_seconds * 1000:.0f} ms)", "",
+             f"`{result['command']}`", "",
+             "| end-pointer | median delay | p90 delay | premature cuts |", "|---|---|---|---|",
+             f"| final, learned | {ms(L['final_median_delay'])} | {ms(L['final_p90_delay'])} | {L['final_premature_rate']:.1%} |",
+             f"| speculative (learned, +{endpointer.speculative_lookahead:.1f} s look-ahead) | "
+             f"{ms(L.get('speculative_median_delay', float('nan')))} | {ms(L.get('speculative_p90_delay', float('nan')))} | "
+             f"{L.get('speculative_premature_rate', float('nan')):.1%} |",
+             f"| rule baseline (1.2 s / 2.4 s) | {ms(R['final_median_delay'])} | {ms(R['final_p90_delay'])} | "
+             f"{R['final_premature_rate']:.1%} |", "",
+             f"- speculative end before the final one: median {ms(L.get('speculative_lead_median', float('nan')))}; "
+             f"speculation confirmed by the final end-pointer: {L.get('speculative_equals_final', float('nan')):.1%}; "
+             f"resets: {L.get('reset_rate', float('nan')):.1%} of utterances",
+             f"- end of speech -> intent available (on-device understanding), median: "
+             f"{ms(L['intent_latency_median_without_speculation'])} without speculation, "
+             f"{ms(L['intent_latency_median_with_speculation'])} with it",
+             "", "Trade-off curve: `endpointing_eval.png`."]
+    (RESULTS / "endpointing_eval.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,192 @@
+"""End-pointers: has the user finished speaking?
+
+Two are run, as on-device Alexa does:
+- the final end-pointer decides that the request is over;
+- the speculative end-pointer asks the same question ~200 ms sooner, by assuming the
+  silence it is hearing will last 200 ms longer, so understanding can start early. If
+  the user goes on speaking, the final end-pointer later sends a revised lattice with an
+  instruction to reset what was started.
+
+Evidence per encoder frame (40 ms), gathered by the stream:
+- decoder: seconds since the best hypothesis last emitted a token (trailing blanks), the
+  blank probability, whether anything was decoded at all;
+- acoustic: seconds since the frame energy was last clearly above the noise floor;
+- the partial hypothesis: does it already parse as a complete command (template NLU),
+  and how likely a sentence ends after its last words (a word n-gram end-of-sentence
+  model from the training text).
+
+`RuleEndpointer` is the usual baseline (sherpa-onnx's rules: 2.4 s of trailing silence
+with nothing decoded, 1.2 s after speech, 20 s at most). `LearnedEndpointer` is a
+logistic model over the evidence, fitted on the dev split of the end-pointing set.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgevoice.errors import ModelError
+
+FRAME_SECONDS = 0.04
+
+
+@dataclass
+class FrameObservation:
+    time: float  # end of this encoder frame, seconds from the stream start
+    trailing_blank: float  # seconds since the best hypothesis' last token (since the start if none)
+    num_tokens: int
+    blank_prob: float
+    acoustic_silence: float  # seconds since the last frame clearly above the noise floor
+    text: str  # best hypothesis so far
+    eos_prob: float = 0.0
+    complete: bool = False  # the hypothesis parses as a whole command
+
+
+class AcousticActivity:
+    """Frame energy against a tracked noise floor and speech level (log-mel mean, dB-like)."""
+
+    def __init__(self, margin: float = 0.35, min_range: float = 3.0):
+        self.floor: float | None = None
+        self.peak: float | None = None
+        self.margin, self.min_range = margin, min_range
+        self.last_active: float | None = None
+
+    def update(self, energy: float, time: float) -> float:
+        if self.floor is None:
+            self.floor = self.peak = energy
+        # The floor follows quiet frames quickly and loud ones slowly; the peak the reverse.
+        self.floor = min(energy, self.floor + 0.02) if energy > self.floor else 0.7 * self.floor + 0.3 * energy
+        self.peak = max(energy, self.peak - 0.01)
+        span = self.peak - self.floor
+        if span > self.min_range and energy > self.floor + self.margin * span:
+            self.last_active = time
+        return time if self.last_active is None else time - self.last_active
+
+
+class EndOfSentenceModel:
+    """P(sentence ends | last two words), word n-gram counts with interpolated back-off."""
+
+    def __init__(self, counts: dict[str, list[int]], prior: float):
+        self.counts = counts  # context ("w1 w2", "w2" or "") -> [ends, total]
+        self.prior = prior
+
+    @staticmethod
+    def fit(sentences, min_count: int = 2) -> "EndOfSentenceModel":
+        totals, ends = Counter(), Counter()
+        for sentence in sentences:
+            words = sentence.split()
+            for i in range(1, len(words) + 1):
+                last = i == len(words)
+                for ctx in (" ".join(words[max(0, i - 2) : i]), words[i - 1]):
+                    totals[ctx] += 1
+                    ends[ctx] += last
+        all_ends = sum(1 for s in sentences if s.split())
+        all_total = sum(len(s.split()) for s in sentences)
+        counts = {c: [ends[c], n] for c, n in totals.items() if n >= min_count}
+        return EndOfSentenceModel(counts, all_ends / max(1, all_total))
+
+    def prob(self, text: str, strength: float = 2.0) -> float:
+        words = text.split()
+        if not words:
+            return 0.0
+        p = self.prior
+        for ctx in (words[-1], " ".join(words[-2:])):
+            if ctx in self.counts:
+                e, n = self.counts[ctx]
+                p = (e + strength * p) / (n + strength)
+        return p
+
+
+@dataclass
+class RuleEndpointer:
+    """sherpa-onnx's default rules, on trailing blanks of the best hypothesis."""
+
+    silence_without_speech: float = 2.4
+    silence_after_speech: float = 1.2
+    max_utterance: float = 20.0
+    speculative_lookahead: float = 0.2
+
+    def is_end(self, obs: FrameObservation, lookahead: float = 0.0) -> bool:
+        silence = obs.trailing_blank + lookahead
+        if obs.num_tokens == 0:
+            return silence >= self.silence_without_speech
+        return silence >= self.silence_after_speech or obs.time >= self.max_utterance
+
+    def is_speculative_end(self, obs: FrameObservation) -> bool:
+        return self.is_end(obs, self.speculative_lookahead)
+
+
+FEATURES = ("bias", "trailing_blank", "acoustic_silence", "min_silence", "eos_prob", "complete", "blank_prob",
+            "has_tokens", "eos_x_silence", "complete_x_silence")
+
+
+def feature_vector(obs: FrameObservation, lookahead: float = 0.0) -> np.ndarray:
+    tb = min(obs.trailing_blank + lookahead, 3.0)
+    ac = min(obs.acoustic_silence + lookahead, 3.0)
+    ms = min(tb, ac)
+    return np.array([1.0, tb, ac, ms, obs.eos_prob, float(obs.complete), obs.blank_prob, float(obs.num_tokens > 0),
+                     obs.eos_prob * ms, float(obs.complete) * ms], np.float64)
+
+
+@dataclass
+class LearnedEndpointer:
+    weights: list[float]
+    threshold: float = 0.5
+    speculative_lookahead: float = 0.2  # seconds of silence the speculative end-pointer assumes to come
+    max_utterance: float = 20.0
+    eos: EndOfSentenceModel | None = field(default=None, repr=False)
+
+    def probability(self, obs: FrameObservation, lookahead: float = 0.0) -> float:
+        z = float(feature_vector(obs, lookahead) @ np.asarray(self.weights))
+        return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
+
+    def is_end(self, obs: FrameObservation, lookahead: float = 0.0) -> bool:
+        return obs.time >= self.max_utterance or (obs.num_tokens > 0 and self.probability(obs, lookahead) >= self.threshold)
+
+    def is_speculative_end(self, obs: FrameObservation) -> bool:
+        return self.is_end(obs, self.speculative_lookahead)
+
+    @staticmethod
+    def fit(rows: list[tuple[np.ndarray, int]], l2: float = 1e-3, steps: int = 3000, lr: float = 0.5) -> list[float]:
+        """Logistic regression by gradient descent (features are few and scaled ~0-3)."""
+        X = np.stack([r[0] for r in rows])
+        y = np.array([r[1] for r in rows], np.float64)
+        # Balance the classes: frames after the end are far fewer than frames of speech.
+        w_pos = 0.5 / max(1e-9, y.mean())
+        w_neg = 0.5 / max(1e-9, 1 - y.mean())
+        sample_w = np.where(y > 0, w_pos, w_neg)
+        w = np.zeros(X.shape[1])
+        for _ in range(steps):
+            p = 1 / (1 + np.exp(-np.clip(X @ w, -50, 50)))
+            grad = X.T @ ((p - y) * sample_w) / len(y) + l2 * w
+            w -= lr * grad
+        return w.tolist()
+
+    def save(self, path: str | Path) -> None:
+        data = {"format": "edgevoice-endpointer", "version": 1, "features": list(FEATURES),
+                "weights": self.weights, "threshold": self.threshold, "speculative_lookahead": self.speculative_lookahead,
+                "max_utterance": self.max_utterance,
+                "eos": {"prior": self.eos.prior, "counts": self.eos.counts} if self.eos else None}
+        Path(path).write_text(json.dumps(data))
+
+    @staticmethod
+    def load(path: str | Path) -> "LearnedEndpointer":
+        try:
+            data = json.loads(Path(path).read_text())
+            if data.get("format") != "edgevoice-endpointer" or data.get("features") != list(FEATURES):
+                raise ValueError("not an edgevoice end-pointer of this version")
+            eos = EndOfSentenceModel(data["eos"]["counts"], data["eos"]["prior"]) if data.get("eos") else None
+            return LearnedEndpointer(list(map(float, data["weights"])), float(data["threshold"]),
+                                     float(data["speculative_lookahead"]), float(data["max_utterance"]), eos)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ModelError(f"cannot load the end-pointer {path}: {exc}") from exc
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("eos")
+        return d

@@ -1,0 +1,178 @@
+"""End-pointers, stream events, speculation and its cancellation, bounded memory."""
+
+import time
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from edgevoice.audio.io import read_audio
+from edgevoice.device.endpoint import (EndOfSentenceModel, FrameObservation, LearnedEndpointer, RuleEndpointer,
+                                       feature_vector)
+from edgevoice.device.recognizer import Recognizer
+from edgevoice.device.speculation import SpeculativeRunner
+from edgevoice.errors import AudioError, ModelError
+
+from tiny_model import SENTENCES
+
+
+@pytest.fixture(scope="module")
+def recognizer(exported):
+    return Recognizer.load(exported, chunk_frames=8)
+
+
+@pytest.fixture(scope="module")
+def speech(corpus):
+    # As the tiny model learned them (0.1 s before, 0.4 s after the speech): it knows nothing else.
+    return [read_audio(corpus / f"u{i}.flac") for i in range(len(SENTENCES))]
+
+
+def silence(seconds, level=1e-4, seed=0):
+    return (level * np.random.default_rng(seed).standard_normal(int(seconds * 16000))).astype(np.float32)
+
+
+def stream_events(recognizer, audio, endpointer, block=800):
+    stream = recognizer.create_stream(endpointer)
+    events = []
+    for start in range(0, len(audio), block):
+        if stream.ended:
+            break
+        stream.accept_waveform(16000, audio[start : start + block])
+        events += stream.pop_events()
+    if not stream.ended:
+        stream.finish()
+        events += stream.pop_events()
+    return stream, events
+
+
+def test_events_come_in_order_and_the_final_end_confirms(recognizer, speech):
+    audio = np.concatenate([speech[0], silence(3.0)])
+    stream, events = stream_events(recognizer, audio, RuleEndpointer(silence_after_speech=0.6))
+    kinds = [e.kind for e in events]
+    assert kinds[0] == "partial" and kinds[-1] == "final_end" and kinds.count("final_end") == 1
+    assert "speculative_end" in kinds and kinds.index("speculative_end") > max(i for i, k in enumerate(kinds) if k == "partial")
+    spec, final = events[kinds.index("speculative_end")], events[-1]
+    assert final.text == spec.text == SENTENCES[0]
+    assert final.confirmed and not final.reset and final.lattice is None  # nothing to send again
+    assert spec.lattice.nbest(1)[0]["text"] == SENTENCES[0]
+    assert 0.15 < final.time - spec.time < 0.3  # the speculative end is ~200 ms sooner
+    speech_end = (len(speech[0]) - 6400) / 16000
+    assert speech_end < spec.time < final.time < speech_end + 1.2
+    times = [e.time for e in events]
+    assert times == sorted(times)
+    assert stream.ended and stream.finish().text == SENTENCES[0]
+    with pytest.raises(AudioError, match="finished"):
+        stream.accept_waveform(16000, silence(0.1))
+    assert final.to_dict()["event"] == "final_end" and final.to_dict()["confirmed"] is True
+
+
+class ForcedEarlyCut(RuleEndpointer):
+    """A speculative end-pointer that fires too early, while the user is still speaking."""
+
+    def is_speculative_end(self, obs):
+        return 1 <= obs.num_tokens <= 2
+
+
+def test_an_early_speculation_is_reset_with_a_revised_lattice(recognizer, speech):
+    audio = np.concatenate([speech[0], silence(3.0)])
+    _, events = stream_events(recognizer, audio, ForcedEarlyCut(silence_after_speech=0.6))
+    kinds = [e.kind for e in events]
+    specs = [e for e in events if e.kind == "speculative_end"]
+    final = events[-1]
+    assert specs and SENTENCES[0].startswith(specs[-1].text) and specs[-1].text != SENTENCES[0]
+    assert all(e.reset for e in specs[1:]) and not specs[0].reset  # a new speculation replaces the last
+    assert kinds.index("speculative_end") < kinds.index("final_end")
+    assert final.kind == "final_end" and final.reset and not final.confirmed
+    assert final.text == SENTENCES[0] and final.lattice is not None
+    assert final.lattice.nbest(1)[0]["text"] == final.text
+
+
+def test_speculative_work_is_cancelled_on_reset(recognizer, speech):
+    started, finished = [], []
+
+    def slow_understanding(text):
+        started.append(text)
+        time.sleep(0.2)
+        finished.append(text)
+        return text.upper()
+
+    audio = np.concatenate([speech[0], silence(3.0)])
+    stream = recognizer.create_stream(ForcedEarlyCut(silence_after_speech=0.6))
+    runner = SpeculativeRunner(slow_understanding)
+    final = None
+    for start in range(0, len(audio), 800):
+        if stream.ended:
+            break
+        stream.accept_waveform(16000, audio[start : start + 800])
+        for e in stream.pop_events():
+            runner.on_event(e)
+            final = e if e.kind == "final_end" else final
+    outcome = runner.outcome(timeout=5)
+    assert outcome.value == final.text.upper() and outcome.text == final.text
+    assert not outcome.speculative and outcome.cancelled_jobs >= 1
+    runner.close()
+
+    # A confirmed speculation is kept: the work started before the final end.
+    audio = np.concatenate([speech[0], silence(3.0)])
+    stream = recognizer.create_stream(RuleEndpointer(silence_after_speech=0.6))
+    runner = SpeculativeRunner(slow_understanding)
+    for start in range(0, len(audio), 800):
+        if stream.ended:
+            break
+        stream.accept_waveform(16000, audio[start : start + 800])
+        for e in stream.pop_events():
+            runner.on_event(e)
+    outcome = runner.outcome(timeout=5)
+    assert outcome.speculative and outcome.value == SENTENCES[0].upper() and outcome.cancelled_jobs == 0
+    runner.close()
+
+
+def test_endless_streams_keep_bounded_memory(recognizer, speech):
+    never = LearnedEndpointer([-50.0] + [0.0] * 9, threshold=0.99, max_utterance=1e9)  # never ends
+    stream = recognizer.create_stream(never)
+    noise = silence(10.0, level=3e-3)
+    tracemalloc.start()
+    try:
+        for i in range(40):  # 400 s of audio, with speech now and then
+            stream.accept_waveform(16000, noise if i % 4 else np.concatenate([speech[i % 4], noise[len(speech[i % 4]):]]))
+            stream.pop_events()
+            if i == 9:
+                base = tracemalloc.get_traced_memory()[0]
+        grown = tracemalloc.get_traced_memory()[0] - base
+    finally:
+        tracemalloc.stop()
+    assert not stream.ended
+    assert grown < 2_000_000, grown  # the stream does not keep what it no longer needs
+    assert len(stream._pending) < recognizer.chunk_frames and not stream._search.trace
+
+
+def test_rule_endpointer_thresholds():
+    rule = RuleEndpointer()
+    obs = lambda tb, n, t=5.0: FrameObservation(t, tb, n, 0.9, tb, "x")  # noqa: E731
+    assert not rule.is_end(obs(1.1, 3)) and rule.is_end(obs(1.2, 3))
+    assert not rule.is_end(obs(2.3, 0)) and rule.is_end(obs(2.4, 0))
+    assert rule.is_end(obs(0.0, 3, t=20.0))
+    assert rule.is_end(obs(1.0, 3), lookahead=0.2)
+
+
+def test_end_of_sentence_model_and_learned_endpointer(tmp_path):
+    eos = EndOfSentenceModel.fit(["turn on the lights", "turn off the lights", "set a timer for ten minutes"] * 3)
+    assert eos.prob("turn on the lights") > 0.8 > 0.1 > eos.prob("set a timer for")
+    rows = []
+    rng = np.random.default_rng(0)
+    for _ in range(400):  # ended: long silence; not ended: short silence or an unfinished sentence
+        tb = rng.uniform(0, 2)
+        text = "turn on the lights" if rng.random() < 0.5 else "set a timer for"
+        ended = tb > 0.5 and text.endswith("lights") or tb > 1.5
+        o = FrameObservation(3.0, tb, 4, 0.9, tb, text, eos.prob(text), text.endswith("lights"))
+        rows.append((feature_vector(o), int(ended)))
+    ep = LearnedEndpointer(LearnedEndpointer.fit(rows), 0.5, eos=eos)
+    done = FrameObservation(3.0, 0.8, 4, 0.9, 0.8, "turn on the lights", eos.prob("turn on the lights"), True)
+    pending = FrameObservation(3.0, 0.8, 4, 0.9, 0.8, "set a timer for", eos.prob("set a timer for"), False)
+    assert ep.is_end(done) and not ep.is_end(pending)
+    ep.save(tmp_path / "ep.json")
+    again = LearnedEndpointer.load(tmp_path / "ep.json")
+    assert again.probability(done) == pytest.approx(ep.probability(done))
+    (tmp_path / "bad.json").write_text('{"format": "something else"}')
+    with pytest.raises(ModelError, match="end-pointer"):
+        LearnedEndpointer.load(tmp_path / "bad.json")
