@@ -40,3 +40,40 @@ def test_user_templates(tmp_path):
     nlu = TemplateNLU.default(templates=[coffee])
     result = nlu.understand("make me a flat white")
     assert result.intent == "Brew" and result.slots == {"drink": "flat white"}
+
+
+def test_trained_nlu_learns_intents_and_slots(tmp_path, monkeypatch):
+    """A few dozen sentences of two intents stand in for the corpus text."""
+    import random
+
+    from edgevoice.corpus.sentences import Sentence, Slot
+    from edgevoice.device.nlu import DeviceNLU, TrainedNLU
+    from edgevoice.errors import ModelError
+    from edgevoice.train import nlu as nlu_train
+
+    rng = random.Random(0)
+    cities = ["paris", "boston", "new york", "tokyo", "rome", "berlin"]
+    songs = ["yellow submarine", "hey jude", "let it be", "imagine"]
+
+    def weather(city):
+        words = f"what is the weather in {city} today".split()
+        return Sentence(" ".join(words), "GetWeather", (Slot("city", city, 5, 5 + len(city.split())),), "snips")
+
+    def play(song):
+        words = f"play {song} please".split()
+        return Sentence(" ".join(words), "PlayMusic", (Slot("track", song, 1, 1 + len(song.split())),), "snips")
+
+    train = [weather(rng.choice(cities)) for _ in range(60)] + [play(rng.choice(songs)) for _ in range(60)]
+    monkeypatch.setattr(nlu_train, "training_sentences", lambda seed, text_dir=None: {"train": train, "dev": train[:10]})
+    summary = nlu_train.train_nlu(tmp_path / "nlu.npz", epochs=30, progress=False)
+    assert summary["dev_intent_accuracy"] == 1.0 and summary["intents"] == 2
+    model = TrainedNLU(tmp_path / "nlu.npz")
+    result = model.understand("what is the weather in rome today")
+    assert result.intent == "GetWeather" and result.slots == {"city": "rome"} and result.confidence > 0.5
+    assert model.understand("play hey jude please").slots == {"track": "hey jude"}
+    assert model.understand("").intent is None
+    combined = DeviceNLU(None, model)
+    assert combined.understand("play imagine please").intent == "PlayMusic"
+    (tmp_path / "bad.npz").write_bytes(b"not numpy")
+    with pytest.raises(ModelError, match="NLU model"):
+        TrainedNLU(tmp_path / "bad.npz")

@@ -241,6 +241,27 @@ def export_cmd(
     typer.echo(f"{meta['parameters']:,} parameters; variants: {', '.join(meta['variants'])}")
 
 
+nlu_app = typer.Typer(help="On-device understanding: the trained intent classifier and slot tagger.", no_args_is_help=True)
+app.add_typer(nlu_app, name="nlu")
+
+
+@nlu_app.command("train")
+def nlu_train_cmd(
+    out: Path = typer.Option(..., "--out", help="Where to write the model (e.g. models/default/nlu.npz)."),
+    seed: int = typer.Option(0, "--seed", help="The corpus seed whose sentence splits to follow."),
+    epochs: int = typer.Option(8, "--epochs"),
+    quiet: bool = typer.Option(False, "--quiet"),
+) -> None:
+    """Train on the corpus builder's train-split sentences (templates, SLURP, HWU64, Snips)."""
+    from edgevoice.train.nlu import train_nlu
+
+    try:
+        summary = train_nlu(out, seed=seed, epochs=epochs, progress=not quiet)
+    except EdgevoiceError as exc:
+        _fail(exc)
+    typer.echo(json.dumps(summary, indent=2))
+
+
 def _load_recognizer(model: Optional[Path], int8: bool, beam: int, threads: int):
     from edgevoice.device import default_model_dir
     from edgevoice.device.recognizer import Recognizer
@@ -332,9 +353,9 @@ def listen_cmd(
             endpointer = LearnedEndpointer.load(learned) if learned.exists() else RuleEndpointer()
         nlu = None
         if understand:
-            from edgevoice.device.nlu import TemplateNLU
+            from edgevoice.device.nlu import DeviceNLU
 
-            nlu = TemplateNLU.default()
+            nlu = DeviceNLU.load(model_dir)
     except EdgevoiceError as exc:
         _fail(exc)
     block = max(1, rate // 10)  # 100 ms

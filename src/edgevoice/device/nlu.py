@@ -65,6 +65,10 @@ class TemplateNLU:
         samplers += [load_template_file(p) for p in templates or []]
         return TemplateNLU(samplers, context)
 
+    def is_complete(self, text: str) -> bool:
+        """The sentence already parses as a whole command (end-pointing evidence)."""
+        return self.understand(text).intent is not None
+
     def understand(self, text: str) -> Understanding:
         from hassil import recognize
 
@@ -81,3 +85,101 @@ class TemplateNLU:
                     slots = {name: (e.value if e.value is not None else e.text) for name, e in result.entities.items()}
                     return Understanding(result.intent.name, slots, f"templates:{sampler.source}", 1.0)
         return Understanding(None, source="templates")
+
+
+# ---- the trained understander (numpy; trained by edgevoice.train.nlu) -------------------
+
+OOV_BUCKETS = 64  # ids 1..64: words outside the vocabulary, hashed
+
+
+def word_ids(words: list[str], index: dict[str, int]) -> list[int]:
+    import zlib
+
+    return [index.get(w) or 1 + zlib.crc32(w.encode()) % OOV_BUCKETS for w in words]
+
+
+class TrainedNLU:
+    """Intent classifier and BIO slot tagger over spoken-form words (see train/nlu.py)."""
+
+    def __init__(self, path: str | Path):
+        import json
+
+        import numpy as np
+
+        from edgevoice.errors import ModelError
+
+        try:
+            data = np.load(path, allow_pickle=False)
+            meta = json.loads(str(data["meta"]))
+            if meta.get("format") != "edgevoice-nlu":
+                raise ValueError("not an edgevoice NLU model")
+            w = {k.replace("__", "."): data[k].astype(np.float32) for k in data.files if k != "meta"}
+            self.embed = w["embed.weight"]
+            self.conv1, self.b1 = w["conv1.weight"], w["conv1.bias"]
+            self.conv2, self.b2 = w["conv2.weight"], w["conv2.bias"]
+            self.w_intent, self.b_intent = w["intent.weight"], w["intent.bias"]
+            self.w_tag, self.b_tag = w["tag.weight"], w["tag.bias"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise ModelError(f"cannot load the NLU model {path}: {exc}") from exc
+        self.index = {word: i for i, word in enumerate(meta["vocab"])}
+        self.intents, self.tags = meta["intents"], meta["tags"]
+        self.meta = meta
+
+    @staticmethod
+    def _conv(x, weight, bias):
+        import numpy as np
+
+        padded = np.pad(x, ((1, 1), (0, 0)))
+        windows = np.stack([padded[:-2], padded[1:-1], padded[2:]], axis=1)  # [N, 3, in]
+        return np.maximum(np.einsum("tki,oik->to", windows, weight) + bias, 0.0)
+
+    def understand(self, text: str) -> Understanding:
+        import numpy as np
+
+        words = text.split()
+        if not words:
+            return Understanding(None, source="trained")
+        e = self.embed[word_ids(words, self.index)]
+        h = self._conv(self._conv(e, self.conv1, self.b1), self.conv2, self.b2)
+        logits = h.max(axis=0) @ self.w_intent.T + self.b_intent
+        p = np.exp(logits - logits.max())
+        p /= p.sum()
+        best = int(p.argmax())
+        tags = (np.concatenate([h, e], axis=1) @ self.w_tag.T + self.b_tag).argmax(axis=1)
+        slots: dict[str, Any] = {}
+        current, span = None, []
+        for word, t in zip(words + [""], list(tags) + [0]):
+            tag = self.tags[int(t)] if word else "O"
+            name = tag[2:] if tag != "O" else None
+            if current is not None and (tag == "O" or tag.startswith("B-") or name != current):
+                slots.setdefault(current, " ".join(span))
+                current, span = None, []
+            if name is not None:
+                current = name
+                span.append(word)
+        return Understanding(self.intents[best], slots, "trained", float(p[best]))
+
+
+class DeviceNLU:
+    """Templates first (exact, with canonical slot values); the trained model otherwise."""
+
+    def __init__(self, templates: TemplateNLU | None, trained: TrainedNLU | None):
+        self.templates, self.trained = templates, trained
+
+    @staticmethod
+    def load(model_dir: str | Path | None = None, templates: list[str | Path] | None = None,
+             context: dict | None = None) -> "DeviceNLU":
+        trained = None
+        if model_dir is not None and (Path(model_dir) / "nlu.npz").exists():
+            trained = TrainedNLU(Path(model_dir) / "nlu.npz")
+        return DeviceNLU(TemplateNLU.default(templates, context), trained)
+
+    def is_complete(self, text: str) -> bool:
+        return self.templates is not None and self.templates.is_complete(text)
+
+    def understand(self, text: str) -> Understanding:
+        if self.templates is not None:
+            result = self.templates.understand(text)
+            if result.intent is not None or self.trained is None:
+                return result
+        return self.trained.understand(text) if self.trained else Understanding(None)

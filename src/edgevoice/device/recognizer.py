@@ -224,7 +224,7 @@ class Stream:
             p = eos.prob(text) if eos is not None else 0.0
             complete = False
             if self.nlu is not None and text:
-                complete = self.nlu.understand(strip_wake_word(text)).intent is not None
+                complete = self.nlu.is_complete(strip_wake_word(text))
             if len(self._text_cache) > 256:  # bounded, whatever the stream's length
                 self._text_cache.clear()
             self._text_cache[tokens] = (text, p, complete)
