@@ -21,5 +21,5 @@ PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q "torch==2.13.0"
-.venv/bin/pip install -q -e ".[dev,train]"
+.venv/bin/pip install -q -e ".[dev,train,cloud]"
 echo "edgevoice is set up: .venv/bin/edgevoice --help"

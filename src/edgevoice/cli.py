@@ -262,6 +262,66 @@ def nlu_train_cmd(
     typer.echo(json.dumps(summary, indent=2))
 
 
+lm_app = typer.Typer(help="The cloud's neural language model.", no_args_is_help=True)
+app.add_typer(lm_app, name="lm")
+
+
+@lm_app.command("train")
+def lm_train_cmd(
+    out: Path = typer.Option(..., "--out", help="LM folder to write (lm.pt, lm_tokenizer.model, lm_summary.json)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="LM settings (YAML/JSON): vocab_size, hidden_dim, layers, epochs, ..."),
+    seed: int = typer.Option(0, "--seed", help="The corpus seed whose sentence splits to follow."),
+    quiet: bool = typer.Option(False, "--quiet"),
+) -> None:
+    """Train on the corpus builder's train-split text (templates, SLURP LM text, HWU64, Snips); never test text."""
+    import yaml
+
+    from edgevoice.cloud.lm import LMConfig, train_lm
+    from edgevoice.corpus.builder import BuildConfig, TextPools
+
+    try:
+        settings = yaml.safe_load(config.read_text()) if config else {}
+        lm_config = LMConfig.from_dict(settings or {})
+        pools = TextPools(BuildConfig(seed=seed)).pools
+        texts = {split: [s.text for ss in by_source.values() for s in ss] for split, by_source in pools.items()}
+        summary = train_lm(texts["train"], texts["dev"], out, lm_config, progress=not quiet)
+    except (EdgevoiceError, OSError, yaml.YAMLError) as exc:
+        _fail(exc)
+    typer.echo(json.dumps(summary, indent=2))
+
+
+@app.command("serve")
+def serve_cmd(
+    lm: Path = typer.Option(..., "--lm", help="LM folder from `edgevoice lm train`."),
+    nlu_model: Optional[Path] = typer.Option(None, "--nlu-model", help="Folder with nlu.npz (default: the bundled model)."),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="JSON with lm_weight and word_bonus (tuned on dev)."),
+    host: str = typer.Option("127.0.0.1", "--host"),
+    port: int = typer.Option(8080, "--port"),
+    token_env: str = typer.Option("EDGEVOICE_TOKEN", "--token-env", help="Environment variable holding the bearer token."),
+) -> None:
+    """Serve POST /v1/rescore (binary lattice in, reranked n-best and understanding out)."""
+    import os
+
+    import uvicorn
+
+    from edgevoice.cloud.lm import NeuralLM
+    from edgevoice.cloud.rescore import RescoreWeights
+    from edgevoice.cloud.service import create_app
+    from edgevoice.device import default_model_dir
+    from edgevoice.device.nlu import DeviceNLU
+
+    token = os.environ.get(token_env, "")
+    if not token:
+        _fail(EdgevoiceError(f"set the bearer token in ${token_env}; the service never runs without one"))
+    try:
+        language_model = NeuralLM(lm, threads=1)
+        w = RescoreWeights(**json.loads(weights.read_text())) if weights else RescoreWeights()
+        nlu = DeviceNLU.load(nlu_model or default_model_dir())
+    except (EdgevoiceError, OSError, ValueError, TypeError) as exc:
+        _fail(exc)
+    uvicorn.run(create_app(language_model, token, w, nlu), host=host, port=port, log_level="warning")
+
+
 def _load_recognizer(model: Optional[Path], int8: bool, beam: int, threads: int):
     from edgevoice.device import default_model_dir
     from edgevoice.device.recognizer import Recognizer

@@ -1,0 +1,133 @@
+"""`edgevoice serve`: the stateless rescoring service (FastAPI + uvicorn).
+
+    POST /v1/rescore   body: a binary lattice (application/octet-stream),
+                       header: Authorization: Bearer TOKEN
+                       -> {"text", "nbest": [...], "understanding": {...}, "weights": {...}}
+    GET  /healthz      liveness and what is loaded
+    GET  /metrics      Prometheus text: requests by status, latency sums, lattice sizes
+    GET  /openapi.json the API description (FastAPI)
+
+Nothing is kept between requests, so the service scales by running more workers behind a
+load balancer. Oversized bodies (413), malformed lattices and lattices over the
+complexity limits (400/422), and missing or wrong tokens (401) are refused with a JSON
+`detail` saying why.
+"""
+
+from __future__ import annotations
+
+import hmac
+import threading
+import time
+from dataclasses import dataclass
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+from edgevoice.cloud.rescore import RescoreWeights, rescore
+from edgevoice.device.lattice import Lattice
+from edgevoice.errors import LatticeError
+
+
+@dataclass
+class ServiceLimits:
+    max_body_bytes: int = 64_000
+    max_states: int = 2_000
+    max_arcs: int = 8_000
+    max_paths: int = 64
+
+
+class _Metrics:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.requests: dict[int, int] = {}
+        self.seconds_sum = 0.0
+        self.seconds_count = 0
+        self.lattice_bytes_sum = 0
+
+    def record(self, status: int, seconds: float, size: int) -> None:
+        with self.lock:
+            self.requests[status] = self.requests.get(status, 0) + 1
+            self.seconds_sum += seconds
+            self.seconds_count += 1
+            self.lattice_bytes_sum += size
+
+    def text(self) -> str:
+        with self.lock:
+            lines = ["# HELP edgevoice_rescore_requests_total Rescoring requests by HTTP status.",
+                     "# TYPE edgevoice_rescore_requests_total counter"]
+            lines += [f'edgevoice_rescore_requests_total{{status="{s}"}} {n}' for s, n in sorted(self.requests.items())]
+            lines += ["# TYPE edgevoice_rescore_seconds summary",
+                      f"edgevoice_rescore_seconds_sum {self.seconds_sum:.6f}",
+                      f"edgevoice_rescore_seconds_count {self.seconds_count}",
+                      "# TYPE edgevoice_rescore_lattice_bytes_total counter",
+                      f"edgevoice_rescore_lattice_bytes_total {self.lattice_bytes_sum}"]
+        return "\n".join(lines) + "\n"
+
+
+def create_app(lm, token: str, weights: RescoreWeights | None = None, nlu=None, limits: ServiceLimits | None = None):
+    if not token:
+        raise ValueError("the service needs a bearer token (refusing to run open)")
+    weights = weights or RescoreWeights()
+    limits = limits or ServiceLimits()
+    metrics = _Metrics()
+    lm_lock = threading.Lock()  # one torch forward at a time per worker process
+    app = FastAPI(title="edgevoice cloud", version="1",
+                  description="Rescores on-device word lattices with a neural language model. Audio never comes here.")
+
+    def check_token(request: Request) -> None:
+        header = request.headers.get("authorization", "")
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+            raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
+
+    @app.post("/v1/rescore", openapi_extra={"requestBody": {"required": True, "content": {
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}})
+    async def rescore_endpoint(request: Request):
+        """Rerank a device lattice (edgevoice binary lattice format, version 1)."""
+        start = time.perf_counter()
+        size = 0
+        try:
+            check_token(request)
+            declared = request.headers.get("content-length")
+            if declared is not None and int(declared) > limits.max_body_bytes:
+                raise HTTPException(413, f"lattice of {declared} bytes is over the {limits.max_body_bytes}-byte limit")
+            body = await request.body()
+            size = len(body)
+            if size > limits.max_body_bytes:
+                raise HTTPException(413, f"lattice of {size} bytes is over the {limits.max_body_bytes}-byte limit")
+            if not body:
+                raise HTTPException(400, "empty body: send the binary lattice")
+            try:
+                lattice = Lattice.from_bytes(body, max_states=limits.max_states, max_arcs=limits.max_arcs)
+            except LatticeError as exc:
+                raise HTTPException(422 if "allowed" in str(exc) else 400, f"bad lattice: {exc}") from exc
+            with lm_lock:
+                nbest = rescore(lattice, lm, weights, limits.max_paths)
+            text = nbest[0]["text"] if nbest else ""
+            understanding = nlu.understand(_strip_wake(text)).to_dict() if nlu is not None else None
+            metrics.record(200, time.perf_counter() - start, size)
+            return {"text": text, "nbest": nbest, "understanding": understanding, "weights": weights.to_dict(),
+                    "source": "cloud"}
+        except HTTPException as exc:
+            metrics.record(exc.status_code, time.perf_counter() - start, size)
+            raise
+
+    @app.get("/healthz")
+    def healthz():
+        return {"status": "ok", "lm_parameters": getattr(lm, "parameters", None), "limits": limits.__dict__}
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    def metrics_endpoint():
+        return metrics.text()
+
+    @app.exception_handler(ValueError)
+    async def value_error(_request, exc):  # e.g. a malformed content-length
+        return JSONResponse({"detail": f"bad request: {exc}"}, status_code=400)
+
+    return app
+
+
+def _strip_wake(text: str) -> str:
+    from edgevoice.device.recognizer import strip_wake_word
+
+    return strip_wake_word(text)

@@ -1,0 +1,202 @@
+"""Cloud side: the LM, rescoring, the HTTP service (real uvicorn server on loopback) and
+the device client's fallback and local-only mode."""
+
+import http.server
+import socket
+import threading
+import time
+
+import httpx
+import pytest
+
+from edgevoice.cloud.client import CloudClient, understand_request
+from edgevoice.cloud.lm import LMConfig, NeuralLM, train_lm
+from edgevoice.cloud.rescore import RescoreWeights, rescore, tune_weights
+from edgevoice.device.lattice import Lattice
+from edgevoice.errors import ConfigError, ModelError
+
+TEXT = ["turn on the kitchen lights", "turn off the kitchen lights", "set a timer for ten minutes",
+        "call mom", "play some jazz", "what is the weather like today"] * 20
+TOKEN = "s3cret-token"
+
+
+def words(text, start=0.0):
+    return [{"word": w, "start": start + 0.3 * i, "end": start + 0.3 * i + 0.25} for i, w in enumerate(text.split())]
+
+
+@pytest.fixture(scope="module")
+def lm(tmp_path_factory):
+    out = tmp_path_factory.mktemp("lm")
+    config = LMConfig(vocab_size=60, embed_dim=32, hidden_dim=64, layers=1, dropout=0.0, epochs=15, batch_sentences=16,
+                      lr=1e-2)
+    summary = train_lm(TEXT, TEXT[:6], out, config, progress=False)
+    assert summary["epochs"][-1]["dev_unit_perplexity"] < summary["epochs"][0]["dev_unit_perplexity"]
+    return NeuralLM(out)
+
+
+def test_lm_prefers_in_domain_sentences(lm):
+    good, bad = lm.score(["turn on the kitchen lights", "turn on the kitten lice"])
+    assert good > bad + 2
+    assert lm.score([]) == []
+
+
+def test_lm_errors(tmp_path):
+    with pytest.raises(ModelError, match="not a usable language model"):
+        NeuralLM(tmp_path)
+    with pytest.raises(ConfigError, match="unknown LM setting"):
+        LMConfig.from_dict({"hidden": 3})
+    with pytest.raises(ConfigError, match="no text"):
+        train_lm(["", " "], [], tmp_path / "x", LMConfig(epochs=1), progress=False)
+
+
+def confusable_lattice():
+    # The device slightly prefers the wrong words; the LM knows better.
+    return Lattice.from_nbest([(words("turn on the kitten lice"), -3.0), (words("turn on the kitchen lights"), -3.4)], 2.0)
+
+
+def test_rescoring_fixes_what_the_lm_knows(lm):
+    lat = confusable_lattice()
+    assert lat.nbest(1)[0]["text"] == "turn on the kitten lice"
+    assert rescore(lat, lm, RescoreWeights(0.0, 0.0))[0]["text"] == "turn on the kitten lice"
+    best = rescore(lat, lm, RescoreWeights(0.5, 0.0))[0]
+    assert best["text"] == "turn on the kitchen lights" and best["lm_score"] < 0 and best["words"][0]["word"] == "turn"
+    weights, wer = tune_weights([lat, lat], ["turn on the kitchen lights"] * 2, lm)
+    assert wer == 0.0 and weights.lm_weight > 0
+
+
+@pytest.fixture(scope="module")
+def service(lm):
+    import uvicorn
+
+    from edgevoice.cloud.service import ServiceLimits, create_app
+    from edgevoice.device.nlu import TemplateNLU
+
+    app = create_app(lm, TOKEN, RescoreWeights(0.5, 0.0), TemplateNLU.default(),
+                     ServiceLimits(max_body_bytes=4000, max_states=50, max_arcs=200))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(100):
+        if server.started:
+            break
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(5)
+
+
+def post(url, body, token=TOKEN):
+    headers = {"Content-Type": "application/octet-stream"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return httpx.post(url + "/v1/rescore", content=body, headers=headers)
+
+
+def test_service_rescores_and_understands(service):
+    r = post(service, confusable_lattice().to_bytes())
+    assert r.status_code == 200, r.text
+    data = r.json()
+    assert data["text"] == "turn on the kitchen lights" and data["source"] == "cloud"
+    assert data["understanding"]["intent"] == "HassTurnOn"
+    assert [h["text"] for h in data["nbest"]][1] == "turn on the kitten lice"
+    assert httpx.get(service + "/healthz").json()["status"] == "ok"
+    spec = httpx.get(service + "/openapi.json").json()
+    assert "application/octet-stream" in spec["paths"]["/v1/rescore"]["post"]["requestBody"]["content"]
+    assert 'edgevoice_rescore_requests_total{status="200"}' in httpx.get(service + "/metrics").text
+
+
+def test_service_refuses_bad_requests(service):
+    good = confusable_lattice().to_bytes()
+    assert post(service, good, token=None).status_code == 401
+    assert post(service, good, token="wrong").status_code == 401
+    assert post(service, b"").status_code == 400
+    bad = post(service, b"EVLT" + bytes(20))
+    assert bad.status_code == 400 and "bad lattice" in bad.json()["detail"]
+    assert post(service, bytes(5000)).status_code == 413
+    assert post(service, good[:-4] + b"\0\0\0\0").status_code == 400  # checksum
+    # Arcs go from lower to higher states; a loop (the only cycle the format can express) is refused.
+    from edgevoice.device.lattice import Arc
+
+    loop = Lattice(2, [Arc(0, 1, "hi", 0.0, 0.0, 0.2), Arc(1, 1, "hi", 0.0, 0.2, 0.4)], {1: 0.0})
+    r = post(service, loop.to_bytes())
+    assert r.status_code == 400 and "cycle" in r.json()["detail"]
+    big = Lattice.from_nbest([(words(" ".join(f"w{i}" for i in range(60))), -1.0)])
+    r = post(service, big.to_bytes())
+    assert r.status_code == 422 and "allowed" in r.json()["detail"]
+
+
+def test_client_sends_only_the_lattice_and_falls_back(service, exported, corpus, monkeypatch):
+    from edgevoice.audio.io import read_audio
+    from edgevoice.device.recognizer import Recognizer
+
+    result = Recognizer.load(exported).transcribe(read_audio(corpus / "u0.flac"))
+    sent = []
+
+    class Recorder(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            sent.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(503)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    recorder = http.server.HTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=recorder.serve_forever, daemon=True).start()
+    try:
+        client = CloudClient(f"http://127.0.0.1:{recorder.server_port}", TOKEN, timeout=1.0, retries=1)
+        answer = understand_request(result, None, client)
+        assert answer["source"] == "local" and answer["text"] == result.text and "503" in answer["reason"]
+        assert len(sent) == 2  # one retry after a server error
+        assert all(body == result.lattice.to_bytes() for body in sent)  # the lattice and nothing else: no audio
+        assert len(sent[0]) < 0.02 * 2 * 16000 * result.audio_seconds
+    finally:
+        recorder.shutdown()
+
+    answer = understand_request(result, None, CloudClient(service, TOKEN))
+    assert answer["source"] == "cloud" and answer["text"]
+
+    with socket.socket() as s:  # nothing listens here: connection refused -> local
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    answer = understand_request(result, None, CloudClient(f"http://127.0.0.1:{dead}", TOKEN, timeout=0.5))
+    assert answer["source"] == "local" and answer["text"] == result.text
+
+    class Slow(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            time.sleep(1.0)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    slow = http.server.HTTPServer(("127.0.0.1", 0), Slow)
+    threading.Thread(target=slow.serve_forever, daemon=True).start()
+    try:
+        t0 = time.perf_counter()
+        answer = understand_request(result, None, CloudClient(f"http://127.0.0.1:{slow.server_port}", TOKEN, timeout=0.2,
+                                                              retries=0))
+        assert answer["source"] == "local" and time.perf_counter() - t0 < 0.9
+    finally:
+        slow.shutdown()
+
+
+def test_local_only_mode_opens_no_socket(exported, corpus, monkeypatch):
+    from edgevoice.audio.io import read_audio
+    from edgevoice.device.recognizer import Recognizer
+
+    result = Recognizer.load(exported).transcribe(read_audio(corpus / "u1.flac"))
+    opened = []
+
+    class NoSockets(socket.socket):
+        def __init__(self, *args, **kwargs):
+            opened.append(args)
+            raise AssertionError("a socket was opened in local-only mode")
+
+    monkeypatch.setattr(socket, "socket", NoSockets)
+    answer = understand_request(result, None, CloudClient("http://127.0.0.1:9", TOKEN, local_only=True))
+    assert answer["source"] == "local" and answer["reason"] == "local-only" and not opened
