@@ -47,6 +47,35 @@ def real_set_eval(model_dir: str, name: str, limit: int | None, beam: int) -> di
     return out
 
 
+def condition_of(rec: dict) -> str:
+    aug = rec.get("augmentation") or {}
+    if rec.get("whisper"):
+        return "whispered"
+    if aug.get("channel"):
+        return "telephone / narrowband channel"
+    snr = aug.get("snr") if aug.get("noise") else None
+    if snr is not None and snr < 10:
+        return "noise at 0-10 dB SNR"
+    if snr is not None and snr < 20:
+        return "noise at 10-20 dB SNR"
+    return "clean or noise at >= 20 dB SNR" if aug.get("rir") is None else "reverberant room, >= 10 dB SNR"
+
+
+def by_condition(rows: list[dict], corpus: str) -> dict:
+    """WER per acoustic condition of the test utterances: what limits the model."""
+    from edgevoice.corpus.manifest import read_manifest
+
+    records = {r["id"]: r for r in read_manifest(corpus)}
+    groups: dict[str, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(condition_of(records[row["id"]]), []).append(row)
+    out = {}
+    for name, group in sorted(groups.items()):
+        s = summarize(group)
+        out[name] = {k: s[k] for k in ("wer", "ser", "utterances", "words")}
+    return out
+
+
 def streaming_check(model_dir: str, corpus: str, limit: int) -> dict:
     from edgevoice.audio.io import read_audio
     from edgevoice.corpus.manifest import audio_path, read_manifest
@@ -77,8 +106,10 @@ def main() -> None:
     stream = streaming_check(args.model, args.corpus, args.limit or 1000)
     summary_path = Path(args.model) / "train_summary.json"
     training = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    conditions = by_condition(rows, args.corpus)
     result = {"command": f"python benchmarks/recognizer_eval.py --model {args.model} --corpus {args.corpus}",
               "test_split": {k: v for k, v in test.items() if k not in ("by_voice",)},
+              "test_by_condition": conditions,
               "real_dev": real, "streaming_vs_offline": stream, "training": training,
               "test_errors": [r for r in rows if r["ref"] != r["hyp"]][:40]}
     RESULTS.mkdir(exist_ok=True)
@@ -88,6 +119,10 @@ def main() -> None:
           f"| held-out test split (unseen voices and sentences) | {test['utterances']} | **{test['wer']:.2%}** | {test['ser']:.2%} |"]
     for engine, s in test["by_engine"].items():
         md.append(f"| test, {engine} voices | {s['utterances']} | {s['wer']:.2%} | {s['ser']:.2%} |")
+    for source, s in test["by_source"].items():
+        md.append(f"| test, text from {source} | {s['utterances']} | {s['wer']:.2%} | {s['ser']:.2%} |")
+    for name, s in conditions.items():
+        md.append(f"| test, {name} | {s['utterances']} | {s['wer']:.2%} | {s['ser']:.2%} |")
     for name, s in real.items():
         if s:
             md.append(f"| real dev: {name} | {s['utterances']} | {s['wer']:.2%} | {s['ser']:.2%} |")
