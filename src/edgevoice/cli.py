@@ -340,12 +340,19 @@ def transcribe_cmd(
     int8: bool = typer.Option(False, "--int8", help="Use the int8 model."),
     threads: int = typer.Option(1, "--threads", help="ONNX Runtime threads."),
     lattice_dir: Optional[Path] = typer.Option(None, "--lattice-dir", help="Write each lattice here (.evlt binary, .json, .svg)."),
+    context: Optional[Path] = typer.Option(None, "--context", help="Bias phrases (contacts, device names), one per line, "
+                                           "optionally `phrase | weight`: boosted by shallow fusion."),
 ) -> None:
     """Transcribe files with the on-device recognizer: text, n-best, word times, timing."""
     from edgevoice.audio.io import read_audio
 
     try:
         recognizer = _load_recognizer(model, int8, beam, threads)
+        graph = None
+        if context is not None:
+            from edgevoice.device.context import ContextGraph
+
+            graph = ContextGraph.from_phrases(ContextGraph.read_phrase_file(context), recognizer.tokenizer)
     except EdgevoiceError as exc:
         _fail(exc)
     if lattice_dir:
@@ -353,7 +360,7 @@ def transcribe_cmd(
     failures = 0
     for path in files:
         try:
-            result = recognizer.transcribe(read_audio(path))
+            result = recognizer.transcribe(read_audio(path), context=graph)
         except EdgevoiceError as exc:  # one bad file does not stop the others
             failures += 1
             if as_json:

@@ -22,6 +22,7 @@ import numpy as np
 from edgevoice.audio.features import FeatureConfig, StreamingFbank
 from edgevoice.audio.io import SAMPLE_RATE
 from edgevoice.device.endpoint import AcousticActivity, FrameObservation, LearnedEndpointer, RuleEndpointer
+from edgevoice.device.context import ContextGraph
 from edgevoice.device.lattice import Lattice
 from edgevoice.device.model_dir import load_model_directory
 from edgevoice.device.onnx_model import OnnxTransducer
@@ -99,14 +100,18 @@ class Recognizer:
         model_dir = load_model_directory(path, precision, verify_checksums)
         return Recognizer(OnnxTransducer(model_dir, threads), Tokenizer(model_dir.tokenizer_path), beam, chunk_frames)
 
-    def create_stream(self, endpointer: "LearnedEndpointer | RuleEndpointer | None" = None, nlu=None) -> "Stream":
+    def create_stream(self, endpointer: "LearnedEndpointer | RuleEndpointer | None" = None, nlu=None,
+                      context: "ContextGraph | list | None" = None) -> "Stream":
         """With an end-pointer the stream reports events (see Event) and finishes itself at
         the final end; `nlu` (e.g. TemplateNLU) lets the end-pointer see whether the
-        hypothesis is already a complete command."""
-        return Stream(self, endpointer, nlu)
+        hypothesis is already a complete command. `context`: this stream's bias phrases
+        (a ContextGraph, or phrases / (phrase, weight) pairs) for shallow fusion."""
+        if context is not None and not isinstance(context, ContextGraph):
+            context = ContextGraph.from_phrases(list(context), self.tokenizer)
+        return Stream(self, endpointer, nlu, context)
 
-    def transcribe(self, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Result:
-        stream = self.create_stream()
+    def transcribe(self, samples: np.ndarray, sample_rate: int = SAMPLE_RATE, context=None) -> Result:
+        stream = self.create_stream(context=context)
         stream.accept_waveform(sample_rate, samples)
         return stream.finish()
 
@@ -128,7 +133,7 @@ class _Resampler:
 
 
 class Stream:
-    def __init__(self, recognizer: Recognizer, endpointer=None, nlu=None):
+    def __init__(self, recognizer: Recognizer, endpointer=None, nlu=None, context=None):
         self.recognizer = recognizer
         model = recognizer.model
         self._fbank = StreamingFbank(recognizer.features)
@@ -145,7 +150,7 @@ class Stream:
         self._text_cache: dict[tuple, tuple[str, float, bool]] = {}
         self.final_result: Result | None = None
         self._encoder_state = model.initial_encoder_state(1)
-        self._search = BeamSearch(model, recognizer.beam)
+        self._search = BeamSearch(model, recognizer.beam, context)
         self._search.keep_trace = endpointer is not None
         self._resampler: _Resampler | None = None
         self._input_rate: int | None = None
@@ -263,7 +268,7 @@ class Stream:
             self.events.append(Event("speculative_end", obs.time, obs.text, self._lattice(), reset=reset))
 
     def _lattice(self) -> Lattice:
-        hyps = [self._hyp_dict(h) for h in self._search.nbest()]
+        hyps = [self._hyp_dict(h) for h in self._search.nbest(final=True)]
         return Lattice.from_nbest([(h["words"], h["score"]) for h in hyps], self.audio_seconds)
 
     def _final_end(self, obs: FrameObservation, best) -> None:
@@ -331,7 +336,7 @@ class Stream:
                 "token_times": [round(f * rec.frame_seconds, 2) for f in h.frames], "words": rec.words_of(h.tokens, h.frames)}
 
     def _result(self) -> Result:
-        hyps = [self._hyp_dict(h) for h in self._search.nbest()]
+        hyps = [self._hyp_dict(h) for h in self._search.nbest(final=True)]
         lattice = Lattice.from_nbest([(h["words"], h["score"]) for h in hyps], self.audio_seconds)
         best = hyps[0]
         return Result(best["text"], best["tokens"], best["words"], hyps, lattice, self.audio_seconds, 0.0, 0.0)

@@ -28,6 +28,8 @@ class Hypothesis:
     c: np.ndarray | None = None
     parent: "Hypothesis | None" = field(default=None, repr=False)  # for pending predictor runs
     token: int = -1
+    context_state: int = 0  # node in the context graph (shallow fusion)
+    context_score: float = 0.0  # bonus included in `score`
 
 
 def _logaddexp(a: float, b: float) -> float:
@@ -39,11 +41,12 @@ def _logaddexp(a: float, b: float) -> float:
 class BeamSearch:
     """State of one stream's search; feed encoder frames chunk by chunk."""
 
-    def __init__(self, model: OnnxTransducer, beam: int = 4):
+    def __init__(self, model: OnnxTransducer, beam: int = 4, context=None):
         if beam < 1:
             raise ValueError("beam must be at least 1")
         self.model = model
         self.beam = beam
+        self.context = context if context is not None and len(context) else None
         h, c = model.initial_predictor_state(1)
         pred, h, c = model.predict(np.array([model.blank]), h, c)
         self.hyps = [Hypothesis((), 0.0, (), pred[0], h, c)]
@@ -76,16 +79,22 @@ class BeamSearch:
                         cand = candidates[h.tokens]
                         cand.score = _logaddexp(cand.score, score)
                     else:
-                        candidates[h.tokens] = Hypothesis(h.tokens, score, h.frames, h.pred, h.h, h.c)
+                        candidates[h.tokens] = Hypothesis(h.tokens, score, h.frames, h.pred, h.h, h.c,
+                                                          context_state=h.context_state, context_score=h.context_score)
                 else:
                     grown.append((h, token, score))
             frame = self.frame_offset + t
             for h, token, score in grown:
                 key = h.tokens + (token,)
+                state, bonus = h.context_state, 0.0
+                if self.context is not None:
+                    bonus, state, _ = self.context.forward(h.context_state, token)
+                score += bonus
                 if key in candidates:
                     candidates[key].score = _logaddexp(candidates[key].score, score)
                 else:
-                    candidates[key] = Hypothesis(key, score, h.frames + (frame,), parent=h, token=token)
+                    candidates[key] = Hypothesis(key, score, h.frames + (frame,), parent=h, token=token,
+                                                 context_state=state, context_score=h.context_score + bonus)
             best = sorted(candidates.values(), key=lambda c: -c.score)[: self.beam]
             pending = [c for c in best if c.pred is None]
             if pending:
@@ -101,5 +110,13 @@ class BeamSearch:
                 self.trace.append((best[0], best_blank))
         self.frame_offset += enc.shape[0]
 
-    def nbest(self) -> list[Hypothesis]:
+    def nbest(self, final: bool = False) -> list[Hypothesis]:
+        """Best first. With `final`, hypotheses inside an unfinished bias phrase lose its bonus."""
+        if final and self.context is not None:
+            hyps = []
+            for h in self.hyps:
+                take_back = self.context.finalize(h.context_state)
+                hyps.append(Hypothesis(h.tokens, h.score + take_back, h.frames, h.pred, h.h, h.c,
+                                       context_state=0, context_score=h.context_score + take_back))
+            return sorted(hyps, key=lambda h: -h.score)
         return sorted(self.hyps, key=lambda h: -h.score)
