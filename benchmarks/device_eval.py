@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -88,13 +87,15 @@ def torch_agreement(model: str, audio: list[np.ndarray], device_hyps: list[str])
 
 
 def peak_rss_mb(model: str, file: Path) -> float:
-    """The command runs in a fresh process that reports its own peak (KiB on Linux)."""
-    code = ("import resource, runpy, sys\n"
+    """The command runs in a fresh process that reports its own peak (VmHWM, which exec
+    resets; getrusage's ru_maxrss would include this benchmark's memory from the fork)."""
+    code = ("import runpy, sys\n"
             f"sys.argv = ['edgevoice', 'transcribe', '--model', {model!r}, {str(file)!r}]\n"
             "try:\n    runpy.run_module('edgevoice.cli', run_name='__main__')\nexcept SystemExit:\n    pass\n"
-            "print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
+            "peak = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]\n"
+            "print('PEAK', peak)\n")
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
-    return round(int(out.split("PEAK")[-1]) / 1024, 1)
+    return round(int(out.split("PEAK")[-1]) / 1024, 1)  # KiB -> MiB
 
 
 def main() -> None:

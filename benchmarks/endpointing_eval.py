@@ -167,6 +167,8 @@ def main() -> None:
     ap.add_argument("--corpus", default="corpora/endpointing")
     ap.add_argument("--text-corpus", default="corpora/bench20", help="corpus whose train-split text fits the end-of-sentence model")
     ap.add_argument("--chunk-frames", type=int, default=8, help="decode (and decide) every N 10 ms frames")
+    ap.add_argument("--lookahead", type=float, default=0.24,
+                    help="speculative look-ahead (s); decisions fall on chunk ends, so 0.24 s is three 80 ms chunks")
     ap.add_argument("--premature-target", type=float, default=0.005, help="premature-cut rate allowed on dev")
     ap.add_argument("--limit", type=int, default=None)
     args = ap.parse_args()
@@ -201,7 +203,7 @@ def main() -> None:
     dev_curve = sweep(dev, obs_dev, learned, thresholds, chunk_seconds)
     ok = [c for c in dev_curve if c["premature_rate"] <= args.premature_target and c["median_delay"] is not None]
     best = min(ok, key=lambda c: c["median_delay"]) if ok else dev_curve[-1]
-    endpointer = LearnedEndpointer(weights, best["threshold"], eos=eos)
+    endpointer = LearnedEndpointer(weights, best["threshold"], speculative_lookahead=args.lookahead, eos=eos)
     endpointer.save(Path(args.model) / "endpointer.json")
 
     test_curve = sweep(test, obs_test, learned, thresholds, chunk_seconds)
@@ -251,7 +253,7 @@ def main() -> None:
              f"`{result['command']}`", "",
              "| end-pointer | median delay | p90 delay | premature cuts |", "|---|---|---|---|",
              f"| final, learned | {ms(L['final_median_delay'])} | {ms(L['final_p90_delay'])} | {L['final_premature_rate']:.1%} |",
-             f"| speculative (learned, +{endpointer.speculative_lookahead:.1f} s look-ahead) | "
+             f"| speculative (learned, +{endpointer.speculative_lookahead:.2f} s look-ahead) | "
              f"{ms(L.get('speculative_median_delay', float('nan')))} | {ms(L.get('speculative_p90_delay', float('nan')))} | "
              f"{L.get('speculative_premature_rate', float('nan')):.1%} |",
              f"| rule baseline (1.2 s / 2.4 s) | {ms(R['final_median_delay'])} | {ms(R['final_p90_delay'])} | "

@@ -117,7 +117,9 @@ def export_model(checkpoint_dir: str | Path, out: str | Path, int8: bool = False
         _export(_JoinerStep(model), (torch.zeros(1, J), torch.zeros(1, J)), out / "joiner.onnx",
                 ["encoder_out", "predictor_out"], ["log_probs"],
                 {"encoder_out": {0: "N"}, "predictor_out": {0: "N"}, "log_probs": {0: "N"}})
-    shutil.copyfile(trained.tokenizer.path, out / "tokenizer.model")
+    target = out / "tokenizer.model"
+    if not (target.exists() and target.samefile(trained.tokenizer.path)):  # exporting into the model folder itself
+        shutil.copyfile(trained.tokenizer.path, target)
     variants = {"float32": {"encoder": "encoder.onnx", "predictor": "predictor.onnx", "joiner": "joiner.onnx"}}
     if int8:
         variants["int8"] = {}
