@@ -84,10 +84,19 @@ def _export(module: nn.Module, args: tuple, path: Path, inputs: list[str], outpu
 
 
 def quantize_int8(src: Path, dst: Path) -> None:
+    import logging
+
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     # Weights of matrix products and LSTMs to int8; activations are quantized on the fly.
-    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm", "LSTM"])
+    # (The quantizer's advice to pre-process applies to static quantization: silenced.)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm", "LSTM"])
+    finally:
+        root.setLevel(level)
 
 
 def export_model(checkpoint_dir: str | Path, out: str | Path, int8: bool = False, chunk_frames: int = 32) -> dict:
