@@ -153,3 +153,32 @@ def test_a_failing_utterance_is_skipped_not_fatal(tmp_path, monkeypatch):
     monkeypatch.setattr(builder, "render", real_render)
     again = build_corpus(config, tmp_path / "c", jobs=1, progress=False)  # resume keeps the record of the failure
     assert again["synthesized_hours_this_run"] == 0 and again["failed"] == 1
+
+
+def test_endpointing_profile(tmp_path):
+    """Pauses with hesitations inside them, long trailing silence, bursts after the
+    command; dev and test only, with the training corpus' sentence and voice splits."""
+    from edgevoice.corpus.builder import ENDPOINTING_PROFILE
+
+    engines_or_fail()
+    templates = tmp_path / "timers.yaml"
+    templates.write_text(
+        "intents:\n  Timer:\n    data:\n      - sentences:\n"
+        "          - 'set a timer for {minutes} minutes and call it {name} in the kitchen'\n"
+        "lists:\n  minutes:\n    range: {from: 1, to: 30}\n  name:\n    values: [pasta, eggs, tea, bread]\n")
+    profile = dict(ENDPOINTING_PROFILE, pause_prob=1.0, hesitation_prob=1.0, trailing_burst_prob=1.0)
+    config = BuildConfig(hours=40 / 3600, seed=4, templates=[str(templates)], sources=["templates"],
+                         split_fractions={"train": 0.6, "dev": 0.2, "test": 0.2}, **profile)
+    build_corpus(config, tmp_path / "ep", jobs=2, progress=False)
+    records = read_manifest(tmp_path / "ep")
+    assert records and {r["split"] for r in records} <= {"dev", "test"}
+    for r in records:
+        assert r["pauses"] and r["duration"] - r["speech_end"] >= 2.5
+        for p in r["pauses"]:
+            f = p["filler"]
+            assert f["text"] in ("um", "uh", "er", "hmm") and p["start"] < f["start"] < f["end"] < p["end"]
+        burst = r["augmentation"]["trailing_burst"]
+        assert r["speech_end"] < burst["start"] < r["duration"]
+    # The added settings leave a training corpus' fingerprint as it was: old corpora resume.
+    assert BuildConfig(seed=0).fingerprint() == "00b4aef9d2b2"
+    assert BuildConfig(seed=0, hesitation_prob=0.5).fingerprint() != "00b4aef9d2b2"
