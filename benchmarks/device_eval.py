@@ -29,7 +29,7 @@ import numpy as np
 from edgevoice.audio.io import read_audio
 from edgevoice.corpus.manifest import audio_path, read_manifest
 from edgevoice.device.recognizer import Recognizer
-from edgevoice.text.metrics import error_counts, word_errors
+from edgevoice.text.metrics import error_counts
 
 RESULTS = Path(__file__).parent / "results"
 

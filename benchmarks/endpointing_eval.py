@@ -35,9 +35,10 @@ import numpy as np
 
 from edgevoice.audio.io import read_audio
 from edgevoice.corpus.manifest import audio_path, read_manifest
-from edgevoice.device.endpoint import EndOfSentenceModel, LearnedEndpointer, RuleEndpointer, feature_vector
+from edgevoice.device.endpoint import FEATURES, EndOfSentenceModel, LearnedEndpointer, RuleEndpointer, feature_vector
 from edgevoice.device.nlu import TemplateNLU
-from edgevoice.device.recognizer import Recognizer, strip_wake_word
+from edgevoice.corpus.layout import strip_wake_word
+from edgevoice.device.recognizer import Recognizer
 
 RESULTS = Path(__file__).parent / "results"
 DOWNSTREAM_RTTS = (0.0, 0.1, 0.2)  # assumed cloud round trips (s) added after the on-device understanding
@@ -139,11 +140,11 @@ def summarize_events(rows, nlu, chunk_seconds):
     nlu_final, nlu_spec = [], []
     for r in rows:
         t0 = time.perf_counter()
-        nlu.understand(strip_wake_word(r["final_text"]))
+        nlu.understand(r["final_text"])
         nlu_final.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         if r["speculative_texts"]:
-            nlu.understand(strip_wake_word(r["speculative_texts"][-1]))
+            nlu.understand(r["speculative_texts"][-1])
         nlu_spec.append(time.perf_counter() - t0)
     out["intent_latency"] = {}
     for rtt in DOWNSTREAM_RTTS:
@@ -216,7 +217,7 @@ def main() -> None:
         "command": "python benchmarks/endpointing_eval.py --model {} --corpus {} --text-corpus {}".format(
             args.model, args.corpus, args.text_corpus),
         "dev_utterances": len(dev), "test_utterances": len(test), "chunk_seconds": chunk_seconds,
-        "learned": {"weights": dict(zip(__import__("edgevoice.device.endpoint", fromlist=["FEATURES"]).FEATURES, weights)),
+        "learned": {"weights": dict(zip(FEATURES, weights)),
                     "threshold": best["threshold"], "dev_at_threshold": best,
                     "test": summarize_events(learned_rows, nlu, chunk_seconds)},
         "rule_baseline": {"settings": "1.2 s after speech, 2.4 s without, 20 s max (sherpa-onnx defaults)",

@@ -20,7 +20,7 @@ from pathlib import Path
 from edgevoice.audio.io import read_audio
 from edgevoice.corpus.manifest import audio_path, read_manifest
 from edgevoice.device.nlu import DeviceNLU
-from edgevoice.device.recognizer import Recognizer, strip_wake_word
+from edgevoice.device.recognizer import Recognizer
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -31,7 +31,7 @@ def score(records, texts, nlu) -> dict:
     seconds = 0.0
     for rec, text in zip(records, texts):
         t0 = time.perf_counter()
-        u = nlu.understand(strip_wake_word(text))
+        u = nlu.understand(text)
         seconds += time.perf_counter() - t0
         ok = u.intent == rec["intent"]
         correct += ok

@@ -1,6 +1,5 @@
 """Shallow-fusion context biasing: the trie, its cancellation, per-stream lists, files."""
 
-import numpy as np
 import pytest
 
 from edgevoice.audio.io import read_audio

@@ -33,7 +33,6 @@ def audio(corpus):
 
 
 def test_device_transcribes_like_the_torch_decoder(overfit, recognizer, audio):
-    import torch
 
     from edgevoice.train.decode import streaming_beam_search
     from edgevoice.train.evaluate import TrainedModel

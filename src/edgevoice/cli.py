@@ -408,7 +408,6 @@ def listen_cmd(
 
     from edgevoice.device import default_model_dir
     from edgevoice.device.endpoint import LearnedEndpointer, RuleEndpointer
-    from edgevoice.device.recognizer import strip_wake_word
     from edgevoice.device.speculation import SpeculativeRunner
 
     model_dir = model or default_model_dir()
@@ -440,7 +439,7 @@ def listen_cmd(
     class Request:
         def __init__(self, offset: float):
             self.stream = recognizer.create_stream(endpointer, nlu)
-            self.runner = SpeculativeRunner(lambda text: nlu.understand(strip_wake_word(text))) if nlu else None
+            self.runner = SpeculativeRunner(nlu.understand) if nlu else None
             self.offset = offset  # seconds of input before this request began
             self.last_partial = ""
 
@@ -474,7 +473,7 @@ def listen_cmd(
                       "text": result.text, "reset": False, "confirmed": False})
                 if nlu is not None:
                     show({"event": "intent", "time": round(self.offset + self.stream.audio_seconds, 2),
-                          **nlu.understand(strip_wake_word(result.text)).to_dict(), "from_speculation": False})
+                          **nlu.understand(result.text).to_dict(), "from_speculation": False})
             else:
                 self.handle(self.stream.pop_events())
 

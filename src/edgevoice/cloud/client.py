@@ -50,13 +50,11 @@ class CloudClient:
 def understand_request(result, nlu, client: CloudClient | None) -> dict:
     """Final answer for one request: the cloud's rescored text and understanding when it
     answers, else the device's own (marked local)."""
-    from edgevoice.device.recognizer import strip_wake_word
-
     if client is not None:
         answer = client.rescore(result.lattice.to_bytes())
         if answer is not None:
             return {"text": answer["text"], "understanding": answer.get("understanding"), "source": "cloud",
                     "nbest": answer.get("nbest", [])}
-    understanding = nlu.understand(strip_wake_word(result.text)).to_dict() if nlu is not None else None
+    understanding = nlu.understand(result.text).to_dict() if nlu is not None else None
     return {"text": result.text, "understanding": understanding, "source": "local",
             "reason": client.last_error if client is not None else "no service configured", "nbest": result.nbest}

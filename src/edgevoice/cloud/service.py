@@ -104,7 +104,7 @@ def create_app(lm, token: str, weights: RescoreWeights | None = None, nlu=None, 
             with lm_lock:
                 nbest = rescore(lattice, lm, weights, limits.max_paths)
             text = nbest[0]["text"] if nbest else ""
-            understanding = nlu.understand(_strip_wake(text)).to_dict() if nlu is not None else None
+            understanding = nlu.understand(text).to_dict() if nlu is not None else None
             metrics.record(200, time.perf_counter() - start, size)
             return {"text": text, "nbest": nbest, "understanding": understanding, "weights": weights.to_dict(),
                     "source": "cloud"}
@@ -126,8 +126,3 @@ def create_app(lm, token: str, weights: RescoreWeights | None = None, nlu=None, 
 
     return app
 
-
-def _strip_wake(text: str) -> str:
-    from edgevoice.device.recognizer import strip_wake_word
-
-    return strip_wake_word(text)

@@ -23,7 +23,7 @@ import numpy as np
 
 from edgevoice.audio import augment
 from edgevoice.audio.io import SAMPLE_RATE, write_audio
-from edgevoice.corpus.layout import WAKE_WORDS, lay_out, natural_pause_positions, tts_text
+from edgevoice.corpus.layout import WAKE_WORDS, lay_out, natural_pause_positions, strip_wake_word, tts_text
 from edgevoice.corpus.manifest import SPLITS, validate_record, write_manifest
 from edgevoice.corpus.sentences import Sentence, contains_phrase
 from edgevoice.corpus.slot_lists import heldout_names
@@ -127,10 +127,7 @@ def split_key(text: str) -> str:
     """The text a sentence's split is decided by: without a leading wake word, so that
     "alexa what time is it" (a source sentence) and "what time is it" (which may get the
     wake word prepended) always land in the same split."""
-    for wake in sorted(WAKE_WORDS, key=len, reverse=True):
-        if text.startswith(wake + " "):
-            return text[len(wake) + 1 :]
-    return text
+    return strip_wake_word(text) or text
 
 
 def sentence_split(sentence: Sentence, fractions: dict) -> str:

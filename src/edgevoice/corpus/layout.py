@@ -21,6 +21,14 @@ TTS_PRONUNCIATIONS = {"edgevoice": "edge voice"}
 _PAUSE_BEFORE = {"and", "to", "for", "in", "at", "on", "by", "with", "saying", "that", "then", "please", "from"}
 
 
+def strip_wake_word(text: str) -> str:
+    """The request without a leading wake word ("alexa turn on ..." -> "turn on ...")."""
+    for wake in sorted(WAKE_WORDS, key=len, reverse=True):
+        if text == wake or text.startswith(wake + " "):
+            return text[len(wake) :].strip()
+    return text
+
+
 def tts_text(spoken: str) -> str:
     return " ".join(TTS_PRONUNCIATIONS.get(w, w) for w in spoken.split())
 

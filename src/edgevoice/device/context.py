@@ -45,7 +45,7 @@ class ContextGraph:
             if not tokens:
                 continue
             node = 0
-            for i, token in enumerate(tokens):
+            for token in tokens:
                 child = self.nodes[node].next.get(token)
                 if child is None:
                     child = len(self.nodes)

@@ -25,14 +25,12 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from edgevoice.errors import ModelError
-
-FRAME_SECONDS = 0.04
 
 
 @dataclass
@@ -185,8 +183,3 @@ class LearnedEndpointer:
                                      float(data["speculative_lookahead"]), float(data["max_utterance"]), eos)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ModelError(f"cannot load the end-pointer {path}: {exc}") from exc
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d.pop("eos")
-        return d

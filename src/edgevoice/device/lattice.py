@@ -75,10 +75,9 @@ class Lattice:
         # Prefix tree: node = word prefix; mass = log-sum of the scores of paths through it.
         children: list[dict[str, int]] = [{}]
         times: list[tuple[float, float] | None] = [None]
-        best_through: list[float] = [-math.inf]
         through: list[list[float]] = [[]]
         ending: list[list[float]] = [[]]
-        for key, (words, score) in sorted(merged.items(), key=lambda kv: -kv[1][1]):
+        for words, score in sorted(merged.values(), key=lambda ws: -ws[1]):
             node = 0
             through[0].append(score)
             for w in words:
@@ -88,7 +87,6 @@ class Lattice:
                     children[node][w["word"]] = nxt
                     children.append({})
                     times.append((float(w["start"]), float(w["end"])))
-                    best_through.append(score)
                     through.append([])
                     ending.append([])
                 node = nxt
@@ -108,13 +106,11 @@ class Lattice:
         """Merge states whose futures are identical (same final weight and same arcs to
         equivalent states), then renumber topologically."""
         out = self.outgoing()
-        signature_of: dict[int, tuple] = {}
         rep: dict[tuple, int] = {}
         canon: dict[int, int] = {}
         for s in range(self.num_states - 1, -1, -1):  # children have higher numbers
             sig = (_q(self.finals.get(s)),
                    tuple(sorted((a.word, _q(a.logprob), _q(a.start), _q(a.end), canon[a.dst]) for a in out.get(s, []))))
-            signature_of[s] = sig
             canon[s] = rep.setdefault(sig, s)
         keep = sorted(set(canon.values()))
         arcs = {(canon[a.src], a.word, canon[a.dst]): Arc(canon[a.src], canon[a.dst], a.word, a.logprob, a.start, a.end)

@@ -51,7 +51,7 @@ class ModelDirectory:
         return self.metadata["subsampling"] * self.metadata["features"]["frame_shift_ms"] / 1000.0
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -104,6 +104,6 @@ def load_model_directory(path: str | Path, precision: str = "float32", verify_ch
             expected = meta["sha256"].get(name)
             if expected is None:
                 raise ModelError(f"{meta_file}: no checksum for {name}")
-            if _sha256(file) != expected:
+            if file_sha256(file) != expected:
                 raise ModelError(f"{file} is corrupt or was changed after export (SHA-256 mismatch); re-export the model")
     return ModelDirectory(path, meta, precision)

@@ -12,6 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from edgevoice.corpus.layout import strip_wake_word
+
 
 @dataclass
 class Understanding:
@@ -70,8 +74,10 @@ class TemplateNLU:
         return self.understand(text).intent is not None
 
     def understand(self, text: str) -> Understanding:
+        """Intent and slots of a spoken-form request; a leading wake word is ignored."""
         from hassil import recognize
 
+        text = strip_wake_word(text)
         if not text.strip():
             return Understanding(None, source="templates")
         candidates = [text]
@@ -104,8 +110,6 @@ class TrainedNLU:
     def __init__(self, path: str | Path):
         import json
 
-        import numpy as np
-
         from edgevoice.errors import ModelError
 
         try:
@@ -127,16 +131,12 @@ class TrainedNLU:
 
     @staticmethod
     def _conv(x, weight, bias):
-        import numpy as np
-
         padded = np.pad(x, ((1, 1), (0, 0)))
         windows = np.stack([padded[:-2], padded[1:-1], padded[2:]], axis=1)  # [N, 3, in]
         return np.maximum(np.einsum("tki,oik->to", windows, weight) + bias, 0.0)
 
     def understand(self, text: str) -> Understanding:
-        import numpy as np
-
-        words = text.split()
+        words = strip_wake_word(text).split()
         if not words:
             return Understanding(None, source="trained")
         e = self.embed[word_ids(words, self.index)]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -89,8 +89,6 @@ class Recognizer:
         self.features = FeatureConfig(**meta["features"]).validate()
         self.cmvn_mean, self.cmvn_std = model.model_dir.cmvn
         self.frame_seconds = model.model_dir.frame_seconds
-        self._word_start = np.array([tokenizer.is_word_start(i) for i in range(tokenizer.vocab_size)], bool)
-        self._pieces = [p.lstrip("\u2581") for p in tokenizer.pieces(range(tokenizer.vocab_size))]
         if tokenizer.vocab_size != model.vocab_size:
             raise ConfigError(f"tokenizer has {tokenizer.vocab_size} tokens, the model {model.vocab_size}")
 
@@ -115,21 +113,6 @@ class Recognizer:
         stream.accept_waveform(sample_rate, samples)
         return stream.finish()
 
-    def words_of(self, tokens, frames) -> list[dict]:
-        words: list[dict] = []
-        for token, frame in zip(tokens, frames):
-            if self._word_start[token] or not words:
-                words.append({"word": self._pieces[token], "start": round(frame * self.frame_seconds, 2), "end": 0.0})
-            else:
-                words[-1]["word"] += self._pieces[token]
-            words[-1]["end"] = round((frame + 1) * self.frame_seconds, 2)
-        return [w for w in words if w["word"]]
-
-
-@dataclass
-class _Resampler:
-    rate: int
-    stream: object = field(repr=False)
 
 
 class Stream:
@@ -152,7 +135,7 @@ class Stream:
         self._encoder_state = model.initial_encoder_state(1)
         self._search = BeamSearch(model, recognizer.beam, context)
         self._search.keep_trace = endpointer is not None
-        self._resampler: _Resampler | None = None
+        self._resampler = None  # soxr.ResampleStream, made when a non-16 kHz rate arrives
         self._input_rate: int | None = None
         self.samples_seen = 0
         self.compute_seconds = 0.0
@@ -197,9 +180,8 @@ class Stream:
         import soxr
 
         if self._resampler is None:
-            self._resampler = _Resampler(self._input_rate, soxr.ResampleStream(self._input_rate, SAMPLE_RATE, 1,
-                                                                                 dtype="float32", quality="HQ"))
-        return self._resampler.stream.resample_chunk(x, last=last).astype(np.float32, copy=False)
+            self._resampler = soxr.ResampleStream(self._input_rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
+        return self._resampler.resample_chunk(x, last=last).astype(np.float32, copy=False)
 
     def _push_frames(self, frames: np.ndarray) -> None:
         if len(frames):
@@ -229,7 +211,7 @@ class Stream:
             p = eos.prob(text) if eos is not None else 0.0
             complete = False
             if self.nlu is not None and text:
-                complete = self.nlu.is_complete(strip_wake_word(text))
+                complete = self.nlu.is_complete(text)
             if len(self._text_cache) > 256:  # bounded, whatever the stream's length
                 self._text_cache.clear()
             self._text_cache[tokens] = (text, p, complete)
@@ -261,7 +243,7 @@ class Stream:
             self.events.append(Event("partial", obs.time, obs.text))
         ep = self.endpointer
         if ep.is_end(obs):
-            self._final_end(obs, best)
+            self._final_end(obs.time)
         elif ep.is_speculative_end(obs) and best.tokens != self._speculated:
             reset = self._speculated is not None
             self._speculated = best.tokens
@@ -271,15 +253,18 @@ class Stream:
         hyps = [self._hyp_dict(h) for h in self._search.nbest(final=True)]
         return Lattice.from_nbest([(h["words"], h["score"]) for h in hyps], self.audio_seconds)
 
-    def _final_end(self, obs: FrameObservation, best) -> None:
+    def _final_end(self, at: float) -> None:
+        """The request is over (end-pointer, or end of audio): the final result, and with an
+        end-pointer the final_end event confirming or revising the last speculation."""
         result = self._result()
         result.compute_seconds = self.compute_seconds
         self.final_result = result
-        confirmed = self._speculated is not None and tuple(result.tokens) == self._speculated
-        reset = self._speculated is not None and not confirmed
-        self.events.append(Event("final_end", obs.time, result.text, None if confirmed else result.lattice,
-                                 reset=reset, confirmed=confirmed, result=result))
         self.finished = True
+        if self.endpointer is not None:
+            confirmed = self._speculated is not None and tuple(result.tokens) == self._speculated
+            self.events.append(Event("final_end", at, result.text, None if confirmed else result.lattice,
+                                     reset=self._speculated is not None and not confirmed, confirmed=confirmed,
+                                     result=result))
 
     def pop_events(self) -> list[Event]:
         events, self.events = self.events, []
@@ -314,16 +299,8 @@ class Stream:
             self._push_frames(self._fbank.accept_waveform(tail))
         self._push_frames(self._fbank.finish())
         self._decode(final=True)
-        if self.final_result is None:
-            self.finished = True
-            result = self._result()
-            if self.endpointer is not None:  # the audio ended before the end-pointer did
-                confirmed = self._speculated is not None and tuple(result.tokens) == self._speculated
-                self.events.append(Event("final_end", self.audio_seconds, result.text,
-                                         None if confirmed else result.lattice,
-                                         reset=self._speculated is not None and not confirmed, confirmed=confirmed,
-                                         result=result))
-            self.final_result = result
+        if self.final_result is None:  # the audio ended before any end-pointer did
+            self._final_end(self.audio_seconds)
         result = self.final_result
         finish_seconds = time.perf_counter() - t0
         self.compute_seconds += finish_seconds
@@ -332,8 +309,9 @@ class Stream:
 
     def _hyp_dict(self, h: Hypothesis) -> dict:
         rec = self.recognizer
-        return {"text": " ".join(rec.tokenizer.decode(list(h.tokens)).split()), "score": round(h.score, 4), "tokens": list(h.tokens),
-                "token_times": [round(f * rec.frame_seconds, 2) for f in h.frames], "words": rec.words_of(h.tokens, h.frames)}
+        return {"text": " ".join(rec.tokenizer.decode(list(h.tokens)).split()), "score": round(h.score, 4),
+                "tokens": list(h.tokens), "token_times": [round(f * rec.frame_seconds, 2) for f in h.frames],
+                "words": rec.tokenizer.word_times(h.tokens, h.frames, rec.frame_seconds)}
 
     def _result(self) -> Result:
         hyps = [self._hyp_dict(h) for h in self._search.nbest(final=True)]
@@ -341,11 +319,3 @@ class Stream:
         best = hyps[0]
         return Result(best["text"], best["tokens"], best["words"], hyps, lattice, self.audio_seconds, 0.0, 0.0)
 
-
-def strip_wake_word(text: str) -> str:
-    from edgevoice.corpus.layout import WAKE_WORDS
-
-    for wake in sorted(WAKE_WORDS, key=len, reverse=True):
-        if text == wake or text.startswith(wake + " "):
-            return text[len(wake) :].strip()
-    return text

@@ -28,8 +28,7 @@ class Hypothesis:
     c: np.ndarray | None = None
     parent: "Hypothesis | None" = field(default=None, repr=False)  # for pending predictor runs
     token: int = -1
-    context_state: int = 0  # node in the context graph (shallow fusion)
-    context_score: float = 0.0  # bonus included in `score`
+    context_state: int = 0  # node in the context graph (shallow fusion); its bonuses are in `score`
 
 
 def _logaddexp(a: float, b: float) -> float:
@@ -64,7 +63,7 @@ class BeamSearch:
             pred = np.stack([h.pred for h in hyps])
             log_probs = model.join(np.broadcast_to(enc[t], pred.shape).copy(), pred)  # [H, V]
             if self.keep_trace:
-                best_blank = float(log_probs[int(np.argmax([h.score for h in hyps])), blank])
+                best_blank = float(log_probs[0, blank])  # hyps are kept best first
             totals = (np.array([h.score for h in hyps], np.float32)[:, None] + log_probs).ravel()
             k = min(self.beam * 2, totals.size)
             top = np.argpartition(-totals, k - 1)[:k] if k < totals.size else np.arange(totals.size)
@@ -80,7 +79,7 @@ class BeamSearch:
                         cand.score = _logaddexp(cand.score, score)
                     else:
                         candidates[h.tokens] = Hypothesis(h.tokens, score, h.frames, h.pred, h.h, h.c,
-                                                          context_state=h.context_state, context_score=h.context_score)
+                                                          context_state=h.context_state)
                 else:
                     grown.append((h, token, score))
             frame = self.frame_offset + t
@@ -94,7 +93,7 @@ class BeamSearch:
                     candidates[key].score = _logaddexp(candidates[key].score, score)
                 else:
                     candidates[key] = Hypothesis(key, score, h.frames + (frame,), parent=h, token=token,
-                                                 context_state=state, context_score=h.context_score + bonus)
+                                                 context_state=state)
             best = sorted(candidates.values(), key=lambda c: -c.score)[: self.beam]
             pending = [c for c in best if c.pred is None]
             if pending:
@@ -113,10 +112,7 @@ class BeamSearch:
     def nbest(self, final: bool = False) -> list[Hypothesis]:
         """Best first. With `final`, hypotheses inside an unfinished bias phrase lose its bonus."""
         if final and self.context is not None:
-            hyps = []
-            for h in self.hyps:
-                take_back = self.context.finalize(h.context_state)
-                hyps.append(Hypothesis(h.tokens, h.score + take_back, h.frames, h.pred, h.h, h.c,
-                                       context_state=0, context_score=h.context_score + take_back))
+            hyps = [Hypothesis(h.tokens, h.score + self.context.finalize(h.context_state), h.frames, h.pred, h.h, h.c)
+                    for h in self.hyps]
             return sorted(hyps, key=lambda h: -h.score)
         return sorted(self.hyps, key=lambda h: -h.score)

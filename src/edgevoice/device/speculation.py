@@ -1,6 +1,6 @@
 """Speculative downstream processing driven by a stream's end-pointing events.
 
-    runner = SpeculativeRunner(lambda text: nlu.understand(strip_wake_word(text)))
+    runner = SpeculativeRunner(nlu.understand)
     for event in stream.pop_events():
         runner.on_event(event)
     outcome = runner.outcome()   # after final_end: the understanding of the final text

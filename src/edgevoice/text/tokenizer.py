@@ -76,3 +76,19 @@ class Tokenizer:
 
     def is_word_start(self, token_id: int) -> bool:
         return self._sp.IdToPiece(token_id).startswith("\u2581")
+
+    def word_times(self, tokens, frames, frame_seconds: float) -> list[dict]:
+        """Words with start times (the frame of each word's first token) and ends (the last
+        token's frame + one frame), in seconds; used by both decoders."""
+        if not hasattr(self, "_piece_table"):  # looked up per token on the device: built once
+            pieces = [self._sp.IdToPiece(i) for i in range(self.vocab_size)]
+            self._piece_table = ([p.lstrip("\u2581") for p in pieces], [p.startswith("\u2581") for p in pieces])
+        text, starts = self._piece_table
+        words: list[dict] = []
+        for token, frame in zip(tokens, frames):
+            if starts[token] or not words:
+                words.append({"word": text[token], "start": round(frame * frame_seconds, 2), "end": 0.0})
+            else:
+                words[-1]["word"] += text[token]
+            words[-1]["end"] = round((frame + 1) * frame_seconds, 2)
+        return [w for w in words if w["word"]]

@@ -175,14 +175,5 @@ def streaming_beam_search(model: Transducer, feats: torch.Tensor, chunk_frames: 
 
 
 def word_times(tokens: list[int], frames: list[int], tokenizer) -> list[dict]:
-    """Words with start times (from the frame of each word's first token) and ends (the
-    last token's frame + one frame)."""
-    words: list[dict] = []
-    for token, frame in zip(tokens, frames):
-        piece = tokenizer.pieces([token])[0]
-        if piece.startswith("\u2581") or not words:
-            words.append({"word": piece.lstrip("\u2581"), "start": round(frame * FRAME_SECONDS, 2), "end": None})
-        else:
-            words[-1]["word"] += piece
-        words[-1]["end"] = round((frame + 1) * FRAME_SECONDS, 2)
-    return [w for w in words if w["word"]]
+    """Words with their start and end times (see Tokenizer.word_times)."""
+    return tokenizer.word_times(tokens, frames, FRAME_SECONDS)

@@ -15,7 +15,6 @@ device needs and the SHA-256 of every file; `edgevoice.device.model_dir` validat
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import warnings
@@ -24,7 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from edgevoice.device.model_dir import FORMAT_NAME, FORMAT_VERSION, METADATA_FILE
+from edgevoice.device.model_dir import FORMAT_NAME, FORMAT_VERSION, METADATA_FILE, file_sha256
 from edgevoice.errors import ConfigError
 from edgevoice.train.evaluate import TrainedModel
 from edgevoice.train.model import CausalConvSubsampling, Transducer
@@ -66,14 +65,6 @@ class _JoinerStep(nn.Module):
 
     def forward(self, enc_proj, pred_proj):
         return self.out(torch.tanh(enc_proj + pred_proj)).log_softmax(-1)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _export(module: nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str], dynamic: dict) -> None:
@@ -153,7 +144,7 @@ def export_model(checkpoint_dir: str | Path, out: str | Path, int8: bool = False
         "joiner_dim": J,
         "parameters": sum(p.numel() for n, p in model.named_parameters() if not n.startswith("ctc_head")),
         "variants": variants,
-        "sha256": {f: _sha256(out / f) for f in files},
+        "sha256": {f: file_sha256(out / f) for f in files},
         "source": str(checkpoint_dir),
     }
     (out / METADATA_FILE).write_text(json.dumps(meta, indent=2))
