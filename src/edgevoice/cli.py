@@ -32,20 +32,23 @@ def corpus_build(
     sources: Optional[str] = typer.Option(None, "--sources", help="Comma-separated text sources (default: all built-in; "
                                           "'templates' alone with --templates builds only your domain)."),
     jobs: Optional[int] = typer.Option(None, "--jobs", help="Worker processes (default: all cores)."),
-    profile: str = typer.Option("training", "--profile", help="training (default), or endpointing: the end-pointing "
-                                "evaluation set (pauses, hesitations, long trailing silence and noise; dev and test only)."),
+    profile: str = typer.Option("training", "--profile", help="training (default); endpointing: the end-pointing "
+                                "evaluation set (pauses, hesitations, long trailing silence and noise; dev and test only); "
+                                "biasing: the context-biasing set (held-out rare names, bias lists of 10/100/1000; dev and test)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Synthesize a labelled many-voice corpus; re-running finishes what is missing."""
-    from edgevoice.corpus.builder import DEFAULT_SOURCES, ENDPOINTING_PROFILE, BuildConfig, build_corpus
+    from edgevoice.corpus.builder import BIASING_PROFILE, DEFAULT_SOURCES, ENDPOINTING_PROFILE, BuildConfig, build_corpus
 
     try:
-        source_list = [s.strip() for s in sources.split(",") if s.strip()] if sources else list(DEFAULT_SOURCES)
-        profiles = {"training": {}, "endpointing": ENDPOINTING_PROFILE}
+        profiles = {"training": {}, "endpointing": ENDPOINTING_PROFILE, "biasing": BIASING_PROFILE}
         if profile not in profiles:
             raise EdgevoiceError(f"unknown profile {profile!r}; choose from {', '.join(profiles)}")
+        settings = dict(profiles[profile])
+        default_sources = settings.pop("sources", DEFAULT_SOURCES)
+        source_list = [s.strip() for s in sources.split(",") if s.strip()] if sources else list(default_sources)
         config = BuildConfig(hours=hours, seed=seed, templates=[str(t) for t in templates or []],
-                             sources=source_list, **profiles[profile])
+                             sources=source_list, **settings)
         summary = build_corpus(config, out, jobs=jobs, progress=not quiet)
     except EdgevoiceError as exc:
         _fail(exc)
@@ -341,7 +344,9 @@ def transcribe_cmd(
     threads: int = typer.Option(1, "--threads", help="ONNX Runtime threads."),
     lattice_dir: Optional[Path] = typer.Option(None, "--lattice-dir", help="Write each lattice here (.evlt binary, .json, .svg)."),
     context: Optional[Path] = typer.Option(None, "--context", help="Bias phrases (contacts, device names), one per line, "
-                                           "optionally `phrase | weight`: boosted by shallow fusion."),
+                                           "optionally `phrase | weight`."),
+    biasing: str = typer.Option("auto", "--biasing", help="How --context is used: fusion (shallow fusion), neural (the "
+                                "model's attention biaser), both, or auto (both if the model has a biaser, else fusion)."),
 ) -> None:
     """Transcribe files with the on-device recognizer: text, n-best, word times, timing."""
     from edgevoice.audio.io import read_audio
@@ -353,6 +358,7 @@ def transcribe_cmd(
             from edgevoice.device.context import ContextGraph
 
             graph = ContextGraph.from_phrases(ContextGraph.read_phrase_file(context), recognizer.tokenizer)
+        recognizer.create_stream(context=graph, biasing=biasing)  # refuses a bad mode before any file is read
     except EdgevoiceError as exc:
         _fail(exc)
     if lattice_dir:
@@ -360,7 +366,7 @@ def transcribe_cmd(
     failures = 0
     for path in files:
         try:
-            result = recognizer.transcribe(read_audio(path), context=graph)
+            result = recognizer.transcribe(read_audio(path), context=graph, biasing=biasing)
         except EdgevoiceError as exc:  # one bad file does not stop the others
             failures += 1
             if as_json:

@@ -146,15 +146,23 @@ def train_lm(train_texts: list[str], dev_texts: list[str], out: str | Path, conf
                 break
         dev_ppl = perplexity(model, dev) if dev else None
         log.append({"epoch": epoch + 1, "step": step, "dev_unit_perplexity": dev_ppl, "elapsed_s": round(time.time() - start, 1)})
+        _save(model, config, out / "lm.pt")  # every epoch: a stopped run still leaves a usable LM
         if stopped:
             break
     bar.close()
-    torch.save({"model": model.state_dict(), "config": asdict(config)}, out / "lm.pt")
     summary = {"parameters": sum(p.numel() for p in model.parameters()), "train_sentences": len(train),
                "dev_sentences": len(dev), "epochs": log, "stopped_early": stopped,
                "wall_seconds": round(time.time() - start, 1)}
     (out / "lm_summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _save(model: LSTMLM, config: LMConfig, path: Path) -> None:
+    # float16 storage halves the file (the cloud LM is committed); scoring runs in float32.
+    state = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    tmp = path.with_suffix(".tmp")
+    torch.save({"model": state, "config": asdict(config)}, tmp)
+    tmp.replace(path)
 
 
 @torch.no_grad()
@@ -180,7 +188,7 @@ class NeuralLM:
             state = torch.load(folder / "lm.pt", map_location="cpu", weights_only=False)
             self.config = LMConfig.from_dict(state["config"])
             self.model = LSTMLM(self.config)
-            self.model.load_state_dict(state["model"])
+            self.model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state["model"].items()})
             self.sp = spm.SentencePieceProcessor()
             self.sp.Load(str(folder / "lm_tokenizer.model"))
         except ConfigError:

@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from edgevoice.cloud.rescore import RescoreWeights, rescore
@@ -74,6 +75,12 @@ def create_app(lm, token: str, weights: RescoreWeights | None = None, nlu=None, 
     app = FastAPI(title="edgevoice cloud", version="1",
                   description="Rescores on-device word lattices with a neural language model. Audio never comes here.")
 
+    def work(lattice: Lattice) -> tuple[list[dict], dict | None]:
+        with lm_lock:
+            nbest = rescore(lattice, lm, weights, limits.max_paths)
+        text = nbest[0]["text"] if nbest else ""
+        return nbest, nlu.understand(text).to_dict() if nlu is not None else None
+
     def check_token(request: Request) -> None:
         header = request.headers.get("authorization", "")
         scheme, _, given = header.partition(" ")
@@ -101,10 +108,9 @@ def create_app(lm, token: str, weights: RescoreWeights | None = None, nlu=None, 
                 lattice = Lattice.from_bytes(body, max_states=limits.max_states, max_arcs=limits.max_arcs)
             except LatticeError as exc:
                 raise HTTPException(422 if "allowed" in str(exc) else 400, f"bad lattice: {exc}") from exc
-            with lm_lock:
-                nbest = rescore(lattice, lm, weights, limits.max_paths)
+            # Off the event loop, so health checks and new connections are served meanwhile.
+            nbest, understanding = await run_in_threadpool(work, lattice)
             text = nbest[0]["text"] if nbest else ""
-            understanding = nlu.understand(text).to_dict() if nlu is not None else None
             metrics.record(200, time.perf_counter() - start, size)
             return {"text": text, "nbest": nbest, "understanding": understanding, "weights": weights.to_dict(),
                     "source": "cloud"}

@@ -27,7 +27,7 @@ from edgevoice.corpus.layout import WAKE_WORDS, lay_out, natural_pause_positions
 from edgevoice.corpus.manifest import SPLITS, validate_record, write_manifest
 from edgevoice.corpus.sentences import Sentence, contains_phrase
 from edgevoice.corpus.slot_lists import heldout_names
-from edgevoice.corpus.tts import ENGINES, Synthesizer, Voice, voices_for_split
+from edgevoice.corpus.tts import Synthesizer, Voice, voices_for_split
 from edgevoice.errors import ConfigError, EdgevoiceError, TemplateError
 
 FORMAT_VERSION = 1
@@ -40,6 +40,7 @@ SOURCE_WEIGHTS = {
     "hwu64": 0.12,
     "snips": 0.12,
     "slurp_devel": 0.04,  # dev split only
+    "rare_names": 1.0,  # biasing evaluation only: as many name sentences as all others together
 }
 USER_TEMPLATE_WEIGHT = 1.0  # each user template file weighs as much as all defaults together
 ENGINE_WEIGHTS = {
@@ -55,6 +56,12 @@ ENDPOINTING_PROFILE = {"pause_prob": 0.6, "hesitation_prob": 0.4, "trail_silence
                        "trailing_burst_prob": 0.2, "plan_splits": {"train": 0.0, "dev": 0.5, "test": 0.5}}
 
 DEFAULT_SOURCES = ("home_assistant", "assistant", "slurp_lm", "hwu64", "snips", "slurp_devel")
+# `corpus build --profile biasing`: the context-biasing evaluation set. Half the utterances
+# speak a held-out rare name (never in training text), half are ordinary test sentences;
+# bias lists of 10, 100 and 1000 phrases per utterance go to bias_lists.jsonl. Dev (to tune
+# the fusion weight) and test.
+BIASING_PROFILE = {"sources": [*DEFAULT_SOURCES, "rare_names"], "plan_splits": {"train": 0.0, "dev": 0.3, "test": 0.7},
+                   "bias_list_sizes": [10, 100, 1000]}
 MAX_WORDS = 25
 
 
@@ -86,10 +93,11 @@ class BuildConfig:
     # Shares of utterances per split, if not split_fractions (which also assigns sentences
     # and voices to splits, and so stays the same for sets that must share those splits).
     plan_splits: dict | None = None
+    bias_list_sizes: list | None = None  # write bias_lists.jsonl with lists of these sizes (corpus/biasing.py)
 
     # Settings added after corpora were built; at their defaults they leave the fingerprint
     # (and every random draw) as it was, so older corpora still resume.
-    _LATER_FIELDS = {"hesitation_prob": 0.0, "trailing_burst_prob": 0.0, "plan_splits": None}
+    _LATER_FIELDS = {"hesitation_prob": 0.0, "trailing_burst_prob": 0.0, "plan_splits": None, "bias_list_sizes": None}
 
     def validate(self) -> "BuildConfig":
         if not self.hours > 0:
@@ -101,10 +109,13 @@ class BuildConfig:
                      "narrowband_prob", "eq_prob", "hesitation_prob", "trailing_burst_prob"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"{name} must be within 0-1, got {getattr(self, name)}")
-        known = set(DEFAULT_SOURCES) | {"templates"}
+        known = set(DEFAULT_SOURCES) | {"templates", "rare_names"}
         unknown = [s for s in self.sources if s not in known]
         if unknown:
             raise ConfigError(f"unknown text source(s) {unknown}; choose from {sorted(known)}")
+        if self.bias_list_sizes is not None and (not self.bias_list_sizes or
+                                                 not all(isinstance(n, int) and n > 0 for n in self.bias_list_sizes)):
+            raise ConfigError(f"bias_list_sizes must be positive integers, got {self.bias_list_sizes}")
         if self.telephone_prob + self.narrowband_prob > 1:
             raise ConfigError("telephone_prob + narrowband_prob must not exceed 1 (one channel per utterance)")
         if not 0 <= self.snr_range[0] <= self.snr_range[1]:
@@ -147,7 +158,8 @@ class TextPools:
     names removed from training text."""
 
     def __init__(self, config: BuildConfig):
-        from edgevoice.corpus.templates import assistant_sampler, home_assistant_sampler, load_template_file
+        from edgevoice.corpus.templates import (assistant_sampler, home_assistant_sampler, load_template_file,
+                                                rare_name_sampler)
         from edgevoice.corpus.text_sources import shared_text_sources
 
         rng = random.Random(config.seed)
@@ -162,6 +174,8 @@ class TextPools:
         for path in config.templates:
             sampler = load_template_file(path)
             samplers.append((sampler.source, sampler))
+        if "rare_names" in wanted:  # last, so the other sources draw as they always did
+            samplers.append(("rare_names", rare_name_sampler()))
         for name, sampler in samplers:
             drawn = {s.text: s for s in (sampler.sample(rng) for _ in range(config.template_samples)) if s.text}
             if not drawn:
@@ -616,5 +630,14 @@ def build_corpus(config: BuildConfig, out_dir: str | Path, jobs: int | None = No
         "failed": len(failed),
         "failures": [f"{r['id']}: {r['failed']}" for r in failed[:10]],
     }
+    if config.bias_list_sizes:
+        from edgevoice.corpus.biasing import write_bias_lists
+
+        from edgevoice.corpus.biasing import ENTITY_SLOTS
+
+        # Beyond the built-in lists, entity values of the training text fill the big lists.
+        extra = sorted({s.text for ss in pools.pools["train"].values() for sentence in ss for s in sentence.slots
+                        if s.name in ENTITY_SLOTS})
+        summary["bias_lists"] = write_bias_lists(out, records, config.bias_list_sizes, config.seed, extra)
     (out / "build_summary.json").write_text(json.dumps(summary, indent=2))
     return summary

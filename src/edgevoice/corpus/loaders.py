@@ -15,7 +15,6 @@ with a manifest, ready for training and evaluation.
 from __future__ import annotations
 
 import csv
-import shlex
 import subprocess
 from pathlib import Path
 from typing import Callable

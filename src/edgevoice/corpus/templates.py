@@ -216,6 +216,14 @@ def home_assistant_sampler(language: str = "en") -> TemplateSampler:
     return TemplateSampler(_intents_from_dict(data, "home-assistant-intents"), default_lists(), source="home_assistant")
 
 
+def rare_name_sampler() -> TemplateSampler:
+    """Sentences about contacts whose names are the held-out rare names (biasing evaluation)."""
+    from edgevoice.corpus.slot_lists import heldout_names
+
+    lists = {**default_lists(), "contact": list(heldout_names())}
+    return load_template_file(BUILTIN_TEMPLATES / "rare_names_en.yaml", extra_lists=lists, source="rare_names")
+
+
 def assistant_sampler() -> TemplateSampler:
     """edgevoice's own assistant templates (calls, messages, alarms, media, weather)."""
     return load_template_file(BUILTIN_TEMPLATES / "assistant_en.yaml", source="assistant")

@@ -13,6 +13,7 @@ Phrase list files: one phrase per line, optionally `phrase | weight`; `#` starts
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,11 +71,11 @@ class ContextGraph:
 
     def _link(self) -> None:
         """Breadth-first: failure links, output links and output scores."""
-        queue = list(self.nodes[0].next.values())
+        queue = deque(self.nodes[0].next.values())
         for n in queue:
             self.nodes[n].fail = 0
         while queue:
-            current = queue.pop(0)
+            current = queue.popleft()
             for token, child in self.nodes[current].next.items():
                 f = self.nodes[current].fail
                 while token not in self.nodes[f].next and f != 0:

@@ -20,6 +20,7 @@ FORMAT_NAME = "edgevoice-transducer"
 FORMAT_VERSION = 1
 METADATA_FILE = "metadata.json"
 PARTS = ("encoder", "predictor", "joiner")
+OPTIONAL_PARTS = ("biaser",)  # the neural context biaser, in models trained with one
 _REQUIRED = ("format", "format_version", "sample_rate", "features", "cmvn", "tokenizer", "vocab_size", "blank_id",
              "subsampling", "chunk_frames", "encoder", "predictor", "joiner_dim", "variants", "sha256")
 
@@ -87,8 +88,12 @@ def load_model_directory(path: str | Path, precision: str = "float32", verify_ch
     if precision not in variants:
         raise ModelError(f"{path} has no {precision} variant (it has: {', '.join(sorted(variants))}); "
                          f"export with --int8 for int8")
-    if set(variants[precision]) != set(PARTS):
-        raise ModelError(f"{meta_file}: variant {precision} must name {', '.join(PARTS)}")
+    named = set(variants[precision])
+    if not set(PARTS) <= named or named - set(PARTS) - set(OPTIONAL_PARTS):
+        raise ModelError(f"{meta_file}: variant {precision} must name {', '.join(PARTS)} "
+                         f"(and optionally {', '.join(OPTIONAL_PARTS)}), it names {', '.join(sorted(named))}")
+    if ("biaser" in named) != isinstance(meta.get("biaser"), dict):
+        raise ModelError(f"{meta_file}: a biaser part needs a 'biaser' description and vice versa")
     mean, std = meta["cmvn"].get("mean"), meta["cmvn"].get("std")
     bins = meta["features"].get("num_bins")
     if not (isinstance(mean, list) and isinstance(std, list) and len(mean) == len(std) == bins and min(std) > 0):

@@ -15,6 +15,18 @@ from edgevoice.errors import ModelError
 
 
 @dataclass
+class BiasMemory:
+    """A phrase list encoded by the neural biaser: attention keys and values [M, C] of the
+    audio and label sides (row 0: the "no bias" entry)."""
+
+    audio_keys: np.ndarray
+    audio_values: np.ndarray
+    label_keys: np.ndarray
+    label_values: np.ndarray
+    phrases: int = 0
+
+
+@dataclass
 class EncoderState:
     conv1: np.ndarray  # [N, 1, ctx, bins]
     conv2: np.ndarray  # [N, C, ctx, bins']
@@ -43,8 +55,12 @@ class OnnxTransducer:
                 self.sessions[part] = ort.InferenceSession(str(file), options, providers=["CPUExecutionProvider"])
             except Exception as exc:  # ORT raises its own exception types for bad protobufs
                 raise ModelError(f"{file} is not a loadable ONNX model: {str(exc).splitlines()[0]}") from exc
-        expected = {"encoder": ["features", "conv1_cache", "conv2_cache", "h", "c"], "predictor": ["token", "h", "c"],
-                    "joiner": ["encoder_out", "predictor_out"]}
+        self.has_biaser = "biaser" in self.sessions
+        bias_enc, bias_pred = (["audio_keys", "audio_values"], ["label_keys", "label_values"]) if self.has_biaser else ([], [])
+        expected = {"encoder": ["features", "conv1_cache", "conv2_cache", "h", "c", *bias_enc],
+                    "predictor": ["token", "h", "c", *bias_pred], "joiner": ["encoder_out", "predictor_out"]}
+        if self.has_biaser:
+            expected["biaser"] = ["phrase_tokens", "phrase_lengths"]
         for part, names in expected.items():
             got = [i.name for i in self.sessions[part].get_inputs()]
             if got != names:
@@ -53,6 +69,24 @@ class OnnxTransducer:
         if isinstance(vocab, int) and vocab != self.vocab_size:
             raise ModelError(f"{model_dir.files['joiner']} scores {vocab} tokens but metadata says {self.vocab_size}")
         self._encoder, self._predictor, self._joiner = (self.sessions[p] for p in ("encoder", "predictor", "joiner"))
+        # Streams without a phrase list still attend to the "no bias" entry.
+        self.no_bias = self.bias_memory([]) if self.has_biaser else None
+
+    def bias_memory(self, phrases: list[list[int]]) -> BiasMemory:
+        """Token ids of each bias phrase -> the neural biaser's memory (once per list)."""
+        if not self.has_biaser:
+            raise ModelError("this model has no neural biaser (train with model.bias_dim > 0 and re-export)")
+        phrases = [p for p in phrases if p]
+        # The "no bias" row does not depend on the phrases: an empty list runs one dummy phrase.
+        rows = phrases or [[self.blank]]
+        tokens = np.zeros((len(rows), max(len(p) for p in rows)), np.int64)
+        for i, p in enumerate(rows):
+            tokens[i, : len(p)] = p
+        lengths = np.array([len(p) for p in rows], np.int64)
+        out = self.sessions["biaser"].run(None, {"phrase_tokens": tokens, "phrase_lengths": lengths})
+        if not phrases:
+            out = [o[:1] for o in out]
+        return BiasMemory(*out, phrases=len(phrases))
 
     def initial_encoder_state(self, n: int = 1) -> EncoderState:
         e = self.enc
@@ -60,18 +94,26 @@ class OnnxTransducer:
                             np.zeros((n, e["conv_channels"], e["conv_context"], e["conv1_bins"]), np.float32),
                             np.zeros((e["layers"], n, e["dim"]), np.float32), np.zeros((e["layers"], n, e["dim"]), np.float32))
 
-    def encode(self, feats: np.ndarray, state: EncoderState) -> tuple[np.ndarray, EncoderState]:
+    def encode(self, feats: np.ndarray, state: EncoderState, bias: BiasMemory | None = None) -> tuple[np.ndarray, EncoderState]:
         """feats [N, T, bins] normalized -> (encoder frames projected for the joiner [N, ceil(T/4), J], state)."""
-        out, c1, c2, h, c = self._encoder.run(None, {"features": feats, "conv1_cache": state.conv1,
-                                                     "conv2_cache": state.conv2, "h": state.h, "c": state.c})
+        inputs = {"features": feats, "conv1_cache": state.conv1, "conv2_cache": state.conv2, "h": state.h, "c": state.c}
+        if self.has_biaser:
+            bias = bias or self.no_bias
+            inputs.update(audio_keys=bias.audio_keys, audio_values=bias.audio_values)
+        out, c1, c2, h, c = self._encoder.run(None, inputs)
         return out, EncoderState(c1, c2, h, c)
 
     def initial_predictor_state(self, n: int = 1) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros((1, n, self.pred_dim), np.float32), np.zeros((1, n, self.pred_dim), np.float32)
 
-    def predict(self, tokens: np.ndarray, h: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def predict(self, tokens: np.ndarray, h: np.ndarray, c: np.ndarray,
+                bias: BiasMemory | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """tokens [N] -> (predictor output projected for the joiner [N, J], h, c)."""
-        return tuple(self._predictor.run(None, {"token": tokens.reshape(-1, 1).astype(np.int64), "h": h, "c": c}))
+        inputs = {"token": tokens.reshape(-1, 1).astype(np.int64), "h": h, "c": c}
+        if self.has_biaser:
+            bias = bias or self.no_bias
+            inputs.update(label_keys=bias.label_keys, label_values=bias.label_values)
+        return tuple(self._predictor.run(None, inputs))
 
     def join(self, enc: np.ndarray, pred: np.ndarray) -> np.ndarray:
         """enc [N, J], pred [N, J] -> log-probabilities [N, V]."""

@@ -98,25 +98,40 @@ class Recognizer:
         model_dir = load_model_directory(path, precision, verify_checksums)
         return Recognizer(OnnxTransducer(model_dir, threads), Tokenizer(model_dir.tokenizer_path), beam, chunk_frames)
 
+    BIASING_MODES = ("auto", "fusion", "neural", "both", "none")
+
     def create_stream(self, endpointer: "LearnedEndpointer | RuleEndpointer | None" = None, nlu=None,
-                      context: "ContextGraph | list | None" = None) -> "Stream":
+                      context: "ContextGraph | list | None" = None, biasing: str = "auto") -> "Stream":
         """With an end-pointer the stream reports events (see Event) and finishes itself at
         the final end; `nlu` (e.g. TemplateNLU) lets the end-pointer see whether the
         hypothesis is already a complete command. `context`: this stream's bias phrases
-        (a ContextGraph, or phrases / (phrase, weight) pairs) for shallow fusion."""
-        if context is not None and not isinstance(context, ContextGraph):
-            context = ContextGraph.from_phrases(list(context), self.tokenizer)
-        return Stream(self, endpointer, nlu, context)
+        (a ContextGraph, or phrases / (phrase, weight) pairs). `biasing`: how they are used:
+        "fusion" (shallow fusion in beam search), "neural" (the model's attention biaser),
+        "both", "none"; "auto" is "both" for a model with a biaser, else "fusion"."""
+        if biasing not in self.BIASING_MODES:
+            raise ConfigError(f"biasing must be one of {', '.join(self.BIASING_MODES)}, got {biasing!r}")
+        if biasing == "auto":
+            biasing = "both" if self.model.has_biaser else "fusion"
+        if biasing in ("neural", "both") and not self.model.has_biaser:
+            raise ConfigError(f"biasing={biasing!r} needs a model with a neural biaser; this one has none")
+        graph = bias = None
+        if context is not None and biasing != "none":
+            graph = context if isinstance(context, ContextGraph) else ContextGraph.from_phrases(list(context), self.tokenizer)
+            if biasing in ("neural", "both") and graph.phrases:
+                bias = self.model.bias_memory([self.tokenizer.encode(p) for p in graph.phrases])
+            if biasing == "neural":
+                graph = None
+        return Stream(self, endpointer, nlu, graph, bias)
 
-    def transcribe(self, samples: np.ndarray, sample_rate: int = SAMPLE_RATE, context=None) -> Result:
-        stream = self.create_stream(context=context)
+    def transcribe(self, samples: np.ndarray, sample_rate: int = SAMPLE_RATE, context=None, biasing: str = "auto") -> Result:
+        stream = self.create_stream(context=context, biasing=biasing)
         stream.accept_waveform(sample_rate, samples)
         return stream.finish()
 
 
 
 class Stream:
-    def __init__(self, recognizer: Recognizer, endpointer=None, nlu=None, context=None):
+    def __init__(self, recognizer: Recognizer, endpointer=None, nlu=None, context=None, bias=None):
         self.recognizer = recognizer
         model = recognizer.model
         self._fbank = StreamingFbank(recognizer.features)
@@ -133,7 +148,8 @@ class Stream:
         self._text_cache: dict[tuple, tuple[str, float, bool]] = {}
         self.final_result: Result | None = None
         self._encoder_state = model.initial_encoder_state(1)
-        self._search = BeamSearch(model, recognizer.beam, context)
+        self._bias = bias  # the neural biaser's memory of this stream's phrases (None: no list)
+        self._search = BeamSearch(model, recognizer.beam, context, bias)
         self._search.keep_trace = endpointer is not None
         self._resampler = None  # soxr.ResampleStream, made when a non-16 kHz rate arrives
         self._input_rate: int | None = None
@@ -195,7 +211,7 @@ class Stream:
         model = self.recognizer.model
         while (len(self._pending) >= chunk or (final and len(self._pending))) and self.final_result is None:
             feats, self._pending = self._pending[:chunk], self._pending[chunk:]
-            enc, self._encoder_state = model.encode(feats[None], self._encoder_state)
+            enc, self._encoder_state = model.encode(feats[None], self._encoder_state, self._bias)
             self._search.advance(enc[0])
             if self.endpointer is not None:
                 energy, self._pending_energy = self._pending_energy[:chunk], self._pending_energy[chunk:]

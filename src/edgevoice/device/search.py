@@ -40,14 +40,16 @@ def _logaddexp(a: float, b: float) -> float:
 class BeamSearch:
     """State of one stream's search; feed encoder frames chunk by chunk."""
 
-    def __init__(self, model: OnnxTransducer, beam: int = 4, context=None):
+    def __init__(self, model: OnnxTransducer, beam: int = 4, context=None, bias=None):
+        """context: a ContextGraph (shallow fusion); bias: the neural biaser's BiasMemory."""
         if beam < 1:
             raise ValueError("beam must be at least 1")
         self.model = model
         self.beam = beam
         self.context = context if context is not None and len(context) else None
+        self.bias = bias
         h, c = model.initial_predictor_state(1)
-        pred, h, c = model.predict(np.array([model.blank]), h, c)
+        pred, h, c = model.predict(np.array([model.blank]), h, c, bias)
         self.hyps = [Hypothesis((), 0.0, (), pred[0], h, c)]
         self.frame_offset = 0
         # Per frame since the last drain: (best hypothesis after it, log P(blank) of the best going
@@ -100,7 +102,7 @@ class BeamSearch:
                 tokens = np.array([c.token for c in pending], np.int64)
                 h0 = np.concatenate([c.parent.h for c in pending], axis=1)
                 c0 = np.concatenate([c.parent.c for c in pending], axis=1)
-                out, h1, c1 = model.predict(tokens, h0, c0)
+                out, h1, c1 = model.predict(tokens, h0, c0, self.bias)
                 for i, c in enumerate(pending):
                     c.pred, c.h, c.c = out[i], h1[:, i : i + 1], c1[:, i : i + 1]
                     c.parent = None

@@ -31,3 +31,32 @@ def error_counts(refs: list[str], hyps: list[str]) -> dict:
 def word_errors(ref: str, hyp: str) -> int:
     """Word edits (substitutions + deletions + insertions) turning `hyp` into `ref`."""
     return error_counts([ref], [hyp])["errors"]
+
+
+def biased_error_counts(ref: str, hyp: str, ref_biased: list[bool], bias_words: set[str]) -> dict:
+    """Errors split between biased and unbiased words (B-WER / U-WER, as in the contextual
+    biasing literature): a substituted or deleted reference word counts where that word
+    belongs (`ref_biased`: is it inside a biased entity); an inserted word is biased if it
+    is a word of some phrase in the bias list."""
+    import jiwer
+
+    ref_words, hyp_words = ref.split(), hyp.split()
+    if len(ref_biased) != len(ref_words):
+        raise ValueError(f"ref_biased has {len(ref_biased)} flags for {len(ref_words)} reference words")
+    counts = {"biased_errors": 0, "unbiased_errors": 0, "biased_ref_words": sum(ref_biased),
+              "unbiased_ref_words": len(ref_words) - sum(ref_biased)}
+    if not ref_words:
+        for w in hyp_words:
+            counts["biased_errors" if w in bias_words else "unbiased_errors"] += 1
+        return counts
+    if not hyp_words:
+        counts["biased_errors"], counts["unbiased_errors"] = counts["biased_ref_words"], counts["unbiased_ref_words"]
+        return counts
+    for chunk in jiwer.process_words(ref, hyp).alignments[0]:
+        if chunk.type in ("substitute", "delete"):
+            for i in range(chunk.ref_start_idx, chunk.ref_end_idx):
+                counts["biased_errors" if ref_biased[i] else "unbiased_errors"] += 1
+        elif chunk.type == "insert":
+            for w in hyp_words[chunk.hyp_start_idx : chunk.hyp_end_idx]:
+                counts["biased_errors" if w in bias_words else "unbiased_errors"] += 1
+    return counts

@@ -5,7 +5,6 @@ for the transducer's blank (sentencepiece's <unk> moves to 1 via `unk_id`)."""
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Iterable
 

@@ -171,3 +171,48 @@ def spec_augment(feats: torch.Tensor, lengths: torch.Tensor, generator: torch.Ge
             t0 = int(torch.randint(0, max(1, length - w), (1,), generator=generator))
             x[b, t0 : t0 + w] = 0.0
     return x
+
+
+def entity_phrases(manifests: list[str | Path]) -> dict[str, list[str]]:
+    """Utterance id -> the entity slot values spoken in it (see corpus.biasing)."""
+    from edgevoice.corpus.biasing import spoken_entities
+
+    out: dict[str, list[str]] = {}
+    for m in manifests:
+        for rec in read_manifest(m):
+            names = spoken_entities(rec)
+            if names:
+                out[rec["id"]] = names
+    return out
+
+
+class BiasListSampler:
+    """Random bias lists for joint training of the neural biaser, one per batch: each true
+    entity of the batch's utterances kept with `keep_prob` (so the model also learns that
+    a listed phrase may be absent and a spoken one unlisted), plus up to `max_distractors`
+    entities of other utterances; sometimes no list at all."""
+
+    def __init__(self, entities: dict[str, list[str]], keep_prob: float = 0.8, none_prob: float = 0.1,
+                 max_distractors: int = 64):
+        self.entities = entities
+        self.pool = sorted({e for names in entities.values() for e in names})
+        self.keep_prob, self.none_prob, self.max_distractors = keep_prob, none_prob, max_distractors
+
+    def sample(self, ids: list[str], rng: np.random.Generator) -> list[str]:
+        if not self.pool or rng.random() < self.none_prob:
+            return []
+        phrases = {e for i in ids for e in self.entities.get(i, []) if rng.random() < self.keep_prob}
+        n = int(rng.integers(0, self.max_distractors + 1))
+        phrases.update(self.pool[j] for j in rng.choice(len(self.pool), size=min(n, len(self.pool)), replace=False))
+        return sorted(phrases)
+
+
+def phrase_batch(phrases: list[str], tokenizer: Tokenizer) -> tuple[torch.Tensor, torch.Tensor] | tuple[None, None]:
+    """Bias phrases -> (token ids [N, L] padded, lengths [N]); (None, None) for no list."""
+    encoded = [t for t in (tokenizer.encode(p) for p in phrases) if t]
+    if not encoded:
+        return None, None
+    tokens = torch.zeros(len(encoded), max(len(t) for t in encoded), dtype=torch.long)
+    for i, t in enumerate(encoded):
+        tokens[i, : len(t)] = torch.tensor(t)
+    return tokens, torch.tensor([len(t) for t in encoded])

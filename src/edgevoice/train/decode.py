@@ -37,7 +37,8 @@ class GreedyDecoder:
         self.tokens: list[list[int]] = [[] for _ in range(batch_size)]
         self.frames: list[list[int]] = [[] for _ in range(batch_size)]
         start = torch.full((batch_size, 1), blank, dtype=torch.long)
-        self.pred_out, self.pred_state = model.predictor(start)
+        self.bias = model.bias_memory()  # greedy search is only used without a phrase list
+        self.pred_out, self.pred_state = model.predict(start, bias=self.bias)
         # The joiner's projection of the predictor output changes only when a token is
         # emitted, so it is kept instead of recomputed every frame.
         self.pred_proj = model.joiner.pred_proj(self.pred_out[:, -1])
@@ -59,7 +60,7 @@ class GreedyDecoder:
                 if not bool(emit.any()):
                     break
                 active = emit
-                out, state = model.predictor(best.unsqueeze(1), self.pred_state)
+                out, state = model.predict(best.unsqueeze(1), self.pred_state, bias=self.bias)
                 m = emit.view(-1, 1, 1)
                 self.pred_out = torch.where(m, out, self.pred_out)
                 self.pred_proj = torch.where(emit.view(-1, 1), model.joiner.pred_proj(out[:, -1]), self.pred_proj)
@@ -73,7 +74,7 @@ class GreedyDecoder:
 
 @torch.no_grad()
 def greedy_search(model: Transducer, feats: torch.Tensor, lengths: torch.Tensor, max_symbols: int = 1) -> list[list[int]]:
-    enc, enc_lengths, _ = model.encoder(feats, lengths)
+    enc, enc_lengths, _ = model.encode(feats, lengths)
     decoder = GreedyDecoder(model, feats.shape[0], max_symbols)
     decoder.decode_chunk(enc, enc_lengths)
     return decoder.tokens
@@ -85,11 +86,12 @@ class BeamSearchDecoder:
     extends by one token; the best `beam` of the union survive, equal token sequences
     merged by log-sum-exp. Call `decode_chunk` repeatedly for streaming."""
 
-    def __init__(self, model: Transducer, beam: int = 4):
+    def __init__(self, model: Transducer, beam: int = 4, bias=None):
         self.model = model
         self.beam = beam
+        self.bias = bias if bias is not None else model.bias_memory()  # computed once, not per frame
         start = torch.full((1, 1), model.blank, dtype=torch.long)
-        out, state = model.predictor(start)
+        out, state = model.predict(start, bias=self.bias)
         self.hyps = [Hypothesis([], 0.0, [], out[:, -1], state)]
         self.frame_offset = 0
 
@@ -133,7 +135,7 @@ class BeamSearchDecoder:
                 tokens = torch.tensor([[c.pred_state[1]] for c in pending])
                 h0 = torch.cat([c.pred_state[0][0] for c in pending], dim=1)
                 c0 = torch.cat([c.pred_state[0][1] for c in pending], dim=1)
-                out, (h1, c1) = model.predictor(tokens, (h0, c0))
+                out, (h1, c1) = model.predict(tokens, (h0, c0), bias=self.bias)
                 for i, c in enumerate(pending):
                     c.pred_out = out[i : i + 1, -1]
                     c.pred_state = (h1[:, i : i + 1], c1[:, i : i + 1])
@@ -151,25 +153,29 @@ def _logaddexp(a: float, b: float) -> float:
 
 
 @torch.no_grad()
-def beam_search(model: Transducer, feats: torch.Tensor, length: int, beam: int = 4) -> list[Hypothesis]:
-    """feats [T, F] of one utterance -> n-best hypotheses, best first."""
-    enc, enc_lengths, _ = model.encoder(feats[:length].unsqueeze(0), torch.tensor([length]))
-    decoder = BeamSearchDecoder(model, beam)
+def beam_search(model: Transducer, feats: torch.Tensor, length: int, beam: int = 4, bias=None) -> list[Hypothesis]:
+    """feats [T, F] of one utterance -> n-best hypotheses, best first. `bias`: the
+    model's BiasMemory for a phrase list (Transducer.bias_memory)."""
+    bias = bias if bias is not None else model.bias_memory()
+    enc, enc_lengths, _ = model.encode(feats[:length].unsqueeze(0), torch.tensor([length]), bias=bias)
+    decoder = BeamSearchDecoder(model, beam, bias)
     decoder.decode_chunk(enc[0, : int(enc_lengths[0])])
     return decoder.nbest()
 
 
 @torch.no_grad()
-def streaming_beam_search(model: Transducer, feats: torch.Tensor, chunk_frames: int = 32, beam: int = 4) -> list[Hypothesis]:
+def streaming_beam_search(model: Transducer, feats: torch.Tensor, chunk_frames: int = 32, beam: int = 4,
+                          bias=None) -> list[Hypothesis]:
     """Chunked decoding with carried encoder and search state; chunk_frames (10 ms feature
     frames) must be a multiple of 4."""
     if chunk_frames % 4:
         raise ValueError("chunk_frames must be a multiple of 4 (the encoder subsamples by 4)")
-    decoder = BeamSearchDecoder(model, beam)
+    bias = bias if bias is not None else model.bias_memory()
+    decoder = BeamSearchDecoder(model, beam, bias)
     state = None
     for start in range(0, feats.shape[0], chunk_frames):
         chunk = feats[start : start + chunk_frames].unsqueeze(0)
-        enc, _, state = model.encoder(chunk, torch.tensor([chunk.shape[1]]), state)
+        enc, _, state = model.encode(chunk, torch.tensor([chunk.shape[1]]), state, bias=bias)
         decoder.decode_chunk(enc[0])
     return decoder.nbest()
 

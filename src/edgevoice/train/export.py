@@ -6,6 +6,9 @@ The transducer is split the way the device uses it (as sherpa-onnx does):
                   through the joiner's encoder projection, new state
 - predictor.onnx  last token + LSTM state -> joiner's predictor projection, new state
 - joiner.onnx     both projections -> log-probabilities over the vocabulary
+- biaser.onnx     (models with a neural biaser) bias phrases' token ids -> the attention
+                  keys and values of the audio and label sides, computed once per phrase
+                  list; encoder.onnx and predictor.onnx then take them as extra inputs
 
 Projections live with their inputs, so beam search only adds, applies tanh and one
 matrix per frame and hypothesis. `--int8` adds dynamically quantized copies
@@ -26,7 +29,7 @@ from torch import nn
 from edgevoice.device.model_dir import FORMAT_NAME, FORMAT_VERSION, METADATA_FILE, file_sha256
 from edgevoice.errors import ConfigError
 from edgevoice.train.evaluate import TrainedModel
-from edgevoice.train.model import CausalConvSubsampling, Transducer
+from edgevoice.train.model import BiasMemory, CausalConvSubsampling, Transducer
 
 OPSET = 17
 
@@ -35,13 +38,16 @@ class _EncoderStep(nn.Module):
     def __init__(self, model: Transducer):
         super().__init__()
         self.encoder = model.encoder
+        self.biaser = model.biaser
         self.enc_proj = model.joiner.enc_proj
 
-    def forward(self, x, conv1_cache, conv2_cache, h, c):
+    def forward(self, x, conv1_cache, conv2_cache, h, c, audio_keys=None, audio_values=None):
         lengths = torch.full((x.shape[0],), x.shape[1], dtype=torch.long)
         state = {"conv": (conv1_cache, conv2_cache),
                  "lstm": [(h[i : i + 1], c[i : i + 1]) for i in range(h.shape[0])]}
         enc, _, new = self.encoder(x, lengths, state)
+        if self.biaser is not None:
+            enc = self.biaser.audio(enc, audio_keys, audio_values)
         new_h = torch.cat([s[0] for s in new["lstm"]], dim=0)
         new_c = torch.cat([s[1] for s in new["lstm"]], dim=0)
         return self.enc_proj(enc), new["conv"][0], new["conv"][1], new_h, new_c
@@ -51,11 +57,24 @@ class _PredictorStep(nn.Module):
     def __init__(self, model: Transducer):
         super().__init__()
         self.predictor = model.predictor
+        self.biaser = model.biaser
         self.pred_proj = model.joiner.pred_proj
 
-    def forward(self, token, h, c):
+    def forward(self, token, h, c, label_keys=None, label_values=None):
         out, (h1, c1) = self.predictor(token, (h, c))
+        if self.biaser is not None:
+            out = self.biaser.label(out, label_keys, label_values)
         return self.pred_proj(out[:, -1]), h1, c1
+
+
+class _BiaserStep(nn.Module):
+    def __init__(self, model: Transducer):
+        super().__init__()
+        self.biaser = model.biaser
+
+    def forward(self, phrase_tokens, phrase_lengths):
+        m: BiasMemory = self.biaser.keys_values(self.biaser.memory(phrase_tokens, phrase_lengths))
+        return m.audio_keys, m.audio_values, m.label_keys, m.label_values
 
 
 class _JoinerStep(nn.Module):
@@ -101,29 +120,44 @@ def export_model(checkpoint_dir: str | Path, out: str | Path, int8: bool = False
     L, D, P, J = cfg.encoder_layers, cfg.encoder_dim, cfg.predictor_dim, cfg.joiner_dim
     ctx = CausalConvSubsampling.CONTEXT
     conv1_bins = (cfg.num_mel_bins - 3) // 2 + 1
+    biased = model.biaser is not None
+    C = cfg.bias_dim
+    memory = (torch.zeros(2, C), torch.zeros(2, C)) if biased else ()
+    memory_axes = {0: "M"}  # phrase list length + 1 (the "no bias" entry)
     with torch.no_grad():
+        enc_bias_inputs = ["audio_keys", "audio_values"] if biased else []
         _export(_EncoderStep(model), (torch.zeros(1, chunk_frames, cfg.num_mel_bins), torch.zeros(1, 1, ctx, cfg.num_mel_bins),
                                       torch.zeros(1, cfg.subsampling_channels, ctx, conv1_bins), torch.zeros(L, 1, D),
-                                      torch.zeros(L, 1, D)),
-                out / "encoder.onnx", ["features", "conv1_cache", "conv2_cache", "h", "c"],
+                                      torch.zeros(L, 1, D), *memory),
+                out / "encoder.onnx", ["features", "conv1_cache", "conv2_cache", "h", "c", *enc_bias_inputs],
                 ["encoder_out", "new_conv1_cache", "new_conv2_cache", "new_h", "new_c"],
                 {"features": {0: "N", 1: "T"}, "conv1_cache": {0: "N"}, "conv2_cache": {0: "N"}, "h": {1: "N"},
                  "c": {1: "N"}, "encoder_out": {0: "N", 1: "T_out"}, "new_conv1_cache": {0: "N"},
-                 "new_conv2_cache": {0: "N"}, "new_h": {1: "N"}, "new_c": {1: "N"}})
-        _export(_PredictorStep(model), (torch.zeros(1, 1, dtype=torch.long), torch.zeros(1, 1, P), torch.zeros(1, 1, P)),
-                out / "predictor.onnx", ["token", "h", "c"], ["predictor_out", "new_h", "new_c"],
+                 "new_conv2_cache": {0: "N"}, "new_h": {1: "N"}, "new_c": {1: "N"},
+                 **{name: memory_axes for name in enc_bias_inputs}})
+        pred_bias_inputs = ["label_keys", "label_values"] if biased else []
+        _export(_PredictorStep(model), (torch.zeros(1, 1, dtype=torch.long), torch.zeros(1, 1, P), torch.zeros(1, 1, P),
+                                        *memory),
+                out / "predictor.onnx", ["token", "h", "c", *pred_bias_inputs], ["predictor_out", "new_h", "new_c"],
                 {"token": {0: "N"}, "h": {1: "N"}, "c": {1: "N"}, "predictor_out": {0: "N"}, "new_h": {1: "N"},
-                 "new_c": {1: "N"}})
+                 "new_c": {1: "N"}, **{name: memory_axes for name in pred_bias_inputs}})
+        if biased:
+            _export(_BiaserStep(model), (torch.ones(3, 4, dtype=torch.long), torch.tensor([4, 2, 1])),
+                    out / "biaser.onnx", ["phrase_tokens", "phrase_lengths"],
+                    ["audio_keys", "audio_values", "label_keys", "label_values"],
+                    {"phrase_tokens": {0: "N", 1: "L"}, "phrase_lengths": {0: "N"},
+                     **{name: memory_axes for name in ("audio_keys", "audio_values", "label_keys", "label_values")}})
         _export(_JoinerStep(model), (torch.zeros(1, J), torch.zeros(1, J)), out / "joiner.onnx",
                 ["encoder_out", "predictor_out"], ["log_probs"],
                 {"encoder_out": {0: "N"}, "predictor_out": {0: "N"}, "log_probs": {0: "N"}})
     target = out / "tokenizer.model"
     if not (target.exists() and target.samefile(trained.tokenizer.path)):  # exporting into the model folder itself
         shutil.copyfile(trained.tokenizer.path, target)
-    variants = {"float32": {"encoder": "encoder.onnx", "predictor": "predictor.onnx", "joiner": "joiner.onnx"}}
+    parts = ("encoder", "predictor", "joiner", "biaser") if biased else ("encoder", "predictor", "joiner")
+    variants = {"float32": {part: f"{part}.onnx" for part in parts}}
     if int8:
         variants["int8"] = {}
-        for part in ("encoder", "predictor", "joiner"):
+        for part in parts:
             quantize_int8(out / f"{part}.onnx", out / f"{part}.int8.onnx")
             variants["int8"][part] = f"{part}.int8.onnx"
     files = sorted({"tokenizer.model", *(f for v in variants.values() for f in v.values())})
@@ -142,7 +176,9 @@ def export_model(checkpoint_dir: str | Path, out: str | Path, int8: bool = False
                     "conv1_bins": conv1_bins, "num_mel_bins": cfg.num_mel_bins},
         "predictor": {"dim": P},
         "joiner_dim": J,
-        "parameters": sum(p.numel() for n, p in model.named_parameters() if not n.startswith("ctc_head")),
+        **({"biaser": {"dim": C, "heads": cfg.bias_heads}} if biased else {}),
+        "parameters": sum(p.numel() for n, p in model.named_parameters() if not n.startswith(("ctc_head", "biaser"))),
+        **({"biaser_parameters": sum(p.numel() for p in model.biaser.parameters())} if biased else {}),
         "variants": variants,
         "sha256": {f: file_sha256(out / f) for f in files},
         "source": str(checkpoint_dir),

@@ -4,11 +4,18 @@ the whole utterance.
 
 Shapes: features [B, T, F] -> encoder [B, ceil(T/4), D]; predictor [B, U+1, P];
 joiner -> logits [B, T', U+1, V].
+
+Optional neural context biasing (`bias_dim > 0`), after "Context-aware Transformer
+transducer" (Chang et al., 2021): a phrase encoder turns the user's bias phrases into one
+vector each, plus a learned "no bias" entry; multi-head attention from every encoder frame
+(audio side) and every prediction-network output (label side) to those vectors adds a
+context vector to each. Jointly trained with random phrase lists.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, fields
 
 import torch
@@ -28,6 +35,8 @@ class ModelConfig:
     predictor_dim: int = 320
     joiner_dim: int = 320
     dropout: float = 0.1
+    bias_dim: int = 0  # neural context biaser width (0: no biaser)
+    bias_heads: int = 4
 
     def validate(self) -> "ModelConfig":
         for f in fields(self):
@@ -35,6 +44,9 @@ class ModelConfig:
             if f.name == "dropout":
                 if not 0 <= value < 1:
                     raise ConfigError(f"model.dropout must be within [0, 1), got {value}")
+            elif f.name == "bias_dim":
+                if not isinstance(value, int) or value < 0 or (value and value % self.bias_heads):
+                    raise ConfigError(f"model.bias_dim must be 0 (off) or a positive multiple of bias_heads, got {value!r}")
             elif not isinstance(value, int) or value <= 0:
                 raise ConfigError(f"model.{f.name} must be a positive integer, got {value!r}")
         if self.num_mel_bins < 11:
@@ -147,6 +159,71 @@ class Joiner(nn.Module):
         return self.out(torch.tanh(self.enc_proj(enc) + self.pred_proj(pred)))
 
 
+class PhraseAttention(nn.Module):
+    """Multi-head attention from queries (encoder frames or predictor outputs) to the
+    phrase vectors; returns the query plus the attended context. The output projection
+    starts at zero, so adding a biaser to a trained model leaves its outputs unchanged."""
+
+    def __init__(self, query_dim: int, memory_dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.query = nn.Linear(query_dim, memory_dim)
+        self.key = nn.Linear(memory_dim, memory_dim)
+        self.value = nn.Linear(memory_dim, memory_dim)
+        self.out = nn.Linear(memory_dim, query_dim)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def keys_values(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """memory [M, C] -> keys, values [M, C] (computed once per phrase list)."""
+        return self.key(memory), self.value(memory)
+
+    def forward(self, x: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """x [B, T, Q]; keys, values [M, C] shared by every query."""
+        B, T, _ = x.shape
+        H = self.heads
+        d = keys.shape[-1] // H
+        q = self.query(x).reshape(B, T, H, d).transpose(1, 2)  # [B, H, T, d]
+        k = keys.reshape(-1, H, d).permute(1, 2, 0)  # [H, d, M]
+        v = values.reshape(-1, H, d).transpose(0, 1)  # [H, M, d]
+        weights = (torch.matmul(q, k) / math.sqrt(d)).softmax(-1)  # [B, H, T, M]
+        context = torch.matmul(weights, v).transpose(1, 2).reshape(B, T, H * d)
+        return x + self.out(context)
+
+
+class ContextBiaser(nn.Module):
+    """Bias phrases (token ids) -> memory [N+1, C]: row 0 is the learned "no bias" entry,
+    so attention has somewhere to go when no phrase is being spoken (or none is given)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        C = cfg.bias_dim
+        self.embed = nn.Embedding(cfg.vocab_size, C)
+        self.phrase_lstm = nn.LSTM(C, C, batch_first=True)
+        self.no_bias = nn.Parameter(torch.randn(1, C) * 0.1)
+        self.audio = PhraseAttention(cfg.encoder_dim, C, cfg.bias_heads)
+        self.label = PhraseAttention(cfg.predictor_dim, C, cfg.bias_heads)
+
+    def memory(self, tokens: torch.Tensor | None = None, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """tokens [N, L] (padded), lengths [N] -> [N+1, C]."""
+        if tokens is None or tokens.shape[0] == 0:
+            return self.no_bias
+        y, _ = self.phrase_lstm(self.embed(tokens))
+        last = y[torch.arange(tokens.shape[0]), lengths - 1]  # the LSTM state after each phrase's last token
+        return torch.cat([self.no_bias, last], dim=0)
+
+    def keys_values(self, memory: torch.Tensor) -> "BiasMemory":
+        return BiasMemory(*self.audio.keys_values(memory), *self.label.keys_values(memory))
+
+
+@dataclass
+class BiasMemory:
+    audio_keys: torch.Tensor
+    audio_values: torch.Tensor
+    label_keys: torch.Tensor
+    label_values: torch.Tensor
+
+
 class Transducer(nn.Module):
     def __init__(self, cfg: ModelConfig, blank: int = 0):
         super().__init__()
@@ -158,14 +235,41 @@ class Transducer(nn.Module):
         # Training-only auxiliary CTC head on the encoder: it makes the encoder learn
         # acoustic alignments early, where a transducer alone sits on a plateau of blanks.
         self.ctc_head = nn.Linear(cfg.encoder_dim, cfg.vocab_size)
+        self.biaser = ContextBiaser(cfg) if cfg.bias_dim else None
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def forward(self, feats, feat_lengths, targets, target_lengths, with_ctc: bool = False):
-        """Training: returns (logits [B, T', U+1, V], encoder lengths[, CTC log-probs [B, T', V]])."""
-        enc, enc_lengths, _ = self.encoder(feats, feat_lengths)
-        pred, _ = self.predictor(self.predictor.with_start(targets))
+    def bias_memory(self, phrase_tokens: torch.Tensor | None = None,
+                    phrase_lengths: torch.Tensor | None = None) -> BiasMemory | None:
+        """Keys and values of a phrase list (none: the "no bias" entry only); None without a biaser."""
+        if self.biaser is None:
+            return None
+        return self.biaser.keys_values(self.biaser.memory(phrase_tokens, phrase_lengths))
+
+    def encode(self, feats, lengths, state: dict | None = None, bias: BiasMemory | None = None):
+        """Encoder (+ audio-side biasing): -> (frames [B, T', D], lengths, state)."""
+        enc, enc_lengths, state = self.encoder(feats, lengths, state)
+        if self.biaser is not None:
+            bias = bias or self.bias_memory()
+            enc = self.biaser.audio(enc, bias.audio_keys, bias.audio_values)
+        return enc, enc_lengths, state
+
+    def predict(self, tokens, state=None, bias: BiasMemory | None = None):
+        """Prediction network (+ label-side biasing): tokens [B, U] -> ([B, U, P], state)."""
+        out, state = self.predictor(tokens, state)
+        if self.biaser is not None:
+            bias = bias or self.bias_memory()
+            out = self.biaser.label(out, bias.label_keys, bias.label_values)
+        return out, state
+
+    def forward(self, feats, feat_lengths, targets, target_lengths, with_ctc: bool = False,
+                phrase_tokens: torch.Tensor | None = None, phrase_lengths: torch.Tensor | None = None):
+        """Training: returns (logits [B, T', U+1, V], encoder lengths[, CTC log-probs [B, T', V]]).
+        phrase_tokens [N, L] / phrase_lengths [N]: one bias list shared by the batch."""
+        bias = self.bias_memory(phrase_tokens, phrase_lengths)
+        enc, enc_lengths, _ = self.encode(feats, feat_lengths, bias=bias)
+        pred, _ = self.predict(self.predictor.with_start(targets), bias=bias)
         logits = self.joiner(enc.unsqueeze(2), pred.unsqueeze(1))
         if with_ctc:
             return logits, enc_lengths, self.ctc_head(enc).log_softmax(-1)

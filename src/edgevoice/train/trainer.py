@@ -22,7 +22,8 @@ import torch
 from edgevoice.audio.features import FeatureConfig, GlobalCMVN
 from edgevoice.errors import ConfigError
 from edgevoice.text.tokenizer import Tokenizer
-from edgevoice.train.data import FeatureStore, collate, make_batches, spec_augment
+from edgevoice.train.data import (BiasListSampler, FeatureStore, collate, entity_phrases, make_batches, phrase_batch,
+                                  spec_augment)
 from edgevoice.train.model import ModelConfig, Transducer
 from edgevoice.train.rnnt_loss import rnnt_loss
 
@@ -51,6 +52,10 @@ class TrainConfig:
     init_from: str | None = None  # start from these weights (a model.pt or checkpoint), new schedule
     max_hours: float | None = None  # stop cleanly after this much wall time (resume later)
     max_steps: int | None = None  # stop cleanly after this many steps in this run
+    # Random bias lists for the neural biaser (model.bias_dim > 0); see data.BiasListSampler.
+    bias_keep_prob: float = 0.8
+    bias_none_prob: float = 0.1
+    bias_max_distractors: int = 64
     threads: int | None = None
 
     RUN_CONTROL = ("max_hours", "max_steps", "threads")  # may change between resumptions
@@ -67,6 +72,8 @@ class TrainConfig:
             raise ConfigError(f"loss must be 'modified' or 'standard', got {self.loss!r}")
         if self.average_last < 1:
             raise ConfigError("average_last must be at least 1")
+        if not (0 <= self.bias_keep_prob <= 1 and 0 <= self.bias_none_prob <= 1) or self.bias_max_distractors < 0:
+            raise ConfigError("bias_keep_prob and bias_none_prob must be within 0-1, bias_max_distractors >= 0")
         return self
 
     @staticmethod
@@ -220,9 +227,13 @@ def train(config: TrainConfig, data_dirs: list[str | Path], out_dir: str | Path,
     last = ckpt_dir / "last.pt"
     if config.init_from and not last.exists():
         try:
-            model.load_state_dict(torch.load(config.init_from, map_location="cpu", weights_only=False)["model"])
+            missing, unexpected = model.load_state_dict(
+                torch.load(config.init_from, map_location="cpu", weights_only=False)["model"], strict=False)
         except Exception as exc:
             raise ConfigError(f"cannot initialize from {config.init_from}: {exc}") from exc
+        # Only a newly added biaser may start fresh; anything else missing is a mismatch.
+        if unexpected or any(not k.startswith("biaser.") for k in missing):
+            raise ConfigError(f"cannot initialize from {config.init_from}: missing {missing}, unexpected {unexpected}")
     if last.exists():
         state = torch.load(last, map_location="cpu", weights_only=False)
         model.load_state_dict(state["model"])
@@ -233,6 +244,10 @@ def train(config: TrainConfig, data_dirs: list[str | Path], out_dir: str | Path,
     ddp_model = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=config.ctc_weight == 0) \
         if world > 1 else model
     generator = torch.Generator()
+    bias_sampler = None
+    if model.biaser is not None:
+        bias_sampler = BiasListSampler(entity_phrases(data_dirs), config.bias_keep_prob, config.bias_none_prob,
+                                       config.bias_max_distractors)
     rng = np.random.default_rng([config.seed, 99])
     dev_indices = sorted(rng.choice(len(dev_store.utterances), size=min(config.dev_utterances, len(dev_store.utterances)),
                                     replace=False).tolist())
@@ -267,8 +282,13 @@ def train(config: TrainConfig, data_dirs: list[str | Path], out_dir: str | Path,
             feats = spec_augment(batch.feats, batch.feat_lengths, generator) if config.spec_augment else batch.feats
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, total_steps, config)
+            phrase_tokens = phrase_lengths = None
+            if bias_sampler is not None:
+                phrases = bias_sampler.sample(batch.ids, np.random.default_rng([config.seed, step, rank, 7]))
+                phrase_tokens, phrase_lengths = phrase_batch(phrases, tokenizer)
             outputs = ddp_model(feats, batch.feat_lengths, batch.targets, batch.target_lengths,
-                                with_ctc=config.ctc_weight > 0)
+                                with_ctc=config.ctc_weight > 0, phrase_tokens=phrase_tokens,
+                                phrase_lengths=phrase_lengths)
             logits, enc_lengths = outputs[0], outputs[1]
             loss = rnnt_loss(logits, batch.targets, enc_lengths, batch.target_lengths, kind=config.loss)
             if config.ctc_weight:

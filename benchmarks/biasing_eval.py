@@ -1,0 +1,204 @@
+"""Benchmark: context biasing on the device, on the biasing evaluation set.
+
+    edgevoice corpus build --profile biasing --hours 0.3 --seed 7 --out corpora/biasing
+    python benchmarks/biasing_eval.py --model models/default --corpus corpora/biasing
+
+For no biasing, shallow fusion, the neural biaser, and both, with bias lists of 10, 100 and
+1000 phrases (the utterance's entities + distractors, from bias_lists.jsonl), measures:
+- biased-word WER (B-WER: errors on the words of the utterance's entities, plus inserted
+  words of listed phrases that are not everyday words) and unbiased WER (U-WER: all other
+  words), and overall WER;
+- entity recall (the entity appears verbatim in the 1-best), separately for the held-out
+  rare names;
+- false alarms: listed phrases in the 1-best that were not said;
+- real-time factor of decoding (one thread) and its overhead over no biasing (median of
+  per-utterance ratios), and the time to prepare a list (context graph + neural memory).
+The shallow-fusion weight per token is tuned on the dev split for each list size and mode.
+Results: benchmarks/results/biasing_eval.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections import Counter
+from pathlib import Path
+
+
+from edgevoice.audio.io import read_audio
+from edgevoice.corpus.biasing import read_bias_lists
+from edgevoice.corpus.manifest import audio_path, read_manifest
+from edgevoice.device.context import ContextGraph
+from edgevoice.device.recognizer import Recognizer
+from edgevoice.text.metrics import biased_error_counts, error_counts
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def contains(words: list[str], phrase: list[str]) -> bool:
+    n = len(phrase)
+    return any(words[i : i + n] == phrase for i in range(len(words) - n + 1))
+
+
+def score(rows: list[dict], common_words: frozenset = frozenset()) -> dict:
+    totals = {"biased_errors": 0, "unbiased_errors": 0, "biased_ref_words": 0, "unbiased_ref_words": 0}
+    entities = recalled = rare = rare_recalled = false_alarms = 0
+    for r in rows:
+        flags = [False] * len(r["ref"].split())
+        for start, end in r["spans"]:
+            flags[start:end] = [True] * (end - start)
+        # An inserted word counts against the biasing only if it comes from the list and is
+        # not an everyday word ("the", "room", "on" are in list phrases too).
+        bias_words = {w for p in r["list"] for w in p.split()} - common_words
+        for k, v in biased_error_counts(r["ref"], r["hyp"], flags, bias_words).items():
+            totals[k] += v
+        hyp_words, ref_words = r["hyp"].split(), r["ref"].split()
+        for e in r["entities"]:
+            hit = contains(hyp_words, e.split())
+            entities += 1
+            recalled += hit
+            if r["rare"] and e in r["rare_names"]:
+                rare += 1
+                rare_recalled += hit
+        false_alarms += sum(1 for p in r["list"] if contains(hyp_words, p.split()) and not contains(ref_words, p.split()))
+    c = error_counts([r["ref"] for r in rows], [r["hyp"] for r in rows])
+    no_names = [r for r in rows if not r["entities"]]
+    c0 = error_counts([r["ref"] for r in no_names], [r["hyp"] for r in no_names]) if no_names else None
+    return {
+        "wer": round(c["errors"] / max(1, c["ref_words"]), 4),
+        "b_wer": round(totals["biased_errors"] / max(1, totals["biased_ref_words"]), 4),
+        "u_wer": round(totals["unbiased_errors"] / max(1, totals["unbiased_ref_words"]), 4),
+        "biased_ref_words": totals["biased_ref_words"], "unbiased_ref_words": totals["unbiased_ref_words"],
+        "entity_recall": round(recalled / max(1, entities), 4), "entities": entities,
+        "rare_name_recall": round(rare_recalled / max(1, rare), 4), "rare_names": rare,
+        "false_alarms_per_100_utts": round(100 * false_alarms / max(1, len(rows)), 2),
+        "no_name_wer": round(c0["errors"] / max(1, c0["ref_words"]), 4) if c0 else None,
+        "utterances": len(rows),
+    }
+
+
+def run(recognizer: Recognizer, items: list[dict], mode: str, size: int | None,
+        weight: float = 1.5) -> tuple[list[dict], dict]:
+    rows, compute, prepare = [], [], []
+    for it in items:
+        phrases = it["lists"][str(size)] if size else None
+        t0 = time.perf_counter()
+        graph = ContextGraph.from_phrases(phrases, recognizer.tokenizer, default_weight=weight) if phrases else None
+        stream = recognizer.create_stream(context=graph, biasing=mode if phrases else "none")
+        prepare.append(time.perf_counter() - t0)
+        samples = it["audio"]
+        for start in range(0, len(samples), 1600):  # 100 ms blocks, as from a microphone
+            stream.accept_waveform(16000, samples[start : start + 1600])
+        result = stream.finish()
+        compute.append(stream.compute_seconds)
+        rows.append({"id": it["id"], "ref": it["ref"], "hyp": result.text, "spans": it["spans"],
+                     "entities": it["entities"], "rare": it["rare"], "rare_names": it["rare_names"],
+                     "list": phrases or []})
+    timing = {"compute": compute, "rtf": sum(compute) / sum(it["seconds"] for it in items),
+              "prepare_ms_median": round(1000 * statistics.median(prepare), 2)}
+    return rows, timing
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="models/default")
+    ap.add_argument("--corpus", default="corpora/biasing")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000])
+    ap.add_argument("--limit", type=int)
+    ap.add_argument("--text-corpus", default="corpora/bench20",
+                    help="corpus whose train-split text gives the everyday words (the 300 most frequent), whose "
+                         "insertion is not blamed on biasing")
+    ap.add_argument("--weights", type=float, nargs="+", default=[0.5, 1.0, 1.5, 2.0, 3.0],
+                    help="shallow-fusion bonuses per token tried on the dev split; the best (lowest WER) per "
+                         "list size and mode is used on the test split")
+    ap.add_argument("--out", default=str(RESULTS / "biasing_eval"))
+    args = ap.parse_args()
+
+    from edgevoice.corpus.slot_lists import heldout_names
+
+    rare_set = set(heldout_names())
+    counts = Counter(w for r in read_manifest(args.text_corpus) if r["split"] == "train" and r["text"] for w in r["text"].split())
+    common = frozenset(w for w, _ in counts.most_common(300))
+    lists = read_bias_lists(args.corpus)
+    records = [r for r in read_manifest(args.corpus) if r["text"] and r["id"] in lists]
+    records = [r for r in records if r["split"] == "dev"][: args.limit] + [r for r in records if r["split"] == "test"][: args.limit]
+    items = []
+    for r in records:
+        entities = lists[r["id"]]["entities"]
+        spans = [(s["start"], s["end"]) for s in r["slots"]
+                 if " ".join(r["text"].split()[s["start"] : s["end"]]) in entities]
+        samples = read_audio(audio_path(r, Path(args.corpus)))
+        items.append({"id": r["id"], "ref": r["text"], "audio": samples, "seconds": len(samples) / 16000,
+                      "entities": entities, "spans": spans, "lists": lists[r["id"]]["lists"],
+                      "rare": r.get("source") == "rare_names", "rare_names": [e for e in entities if e in rare_set],
+                      "split": r["split"]})
+    dev = [it for it in items if it["split"] == "dev"]
+    items = [it for it in items if it["split"] == "test"]
+    recognizer = Recognizer.load(args.model, beam=4, threads=1)
+    recognizer.transcribe(items[0]["audio"])  # warm-up
+    modes = ["fusion", "neural", "both"] if recognizer.model.has_biaser else ["fusion"]
+    conditions = [("none", None)] + [(m, n) for n in args.sizes for m in modes]
+    tuned: dict[tuple, dict] = {}
+    for mode, size in conditions[1:]:
+        if mode == "neural":
+            continue
+        tried = {}
+        for w in args.weights:
+            rows, _ = run(recognizer, dev, mode, size, w)
+            tried[w] = score(rows, common)["wer"]
+        best = min(tried, key=lambda w: (tried[w], w))
+        tuned[(mode, size)] = {"weight": best, "dev_wer_by_weight": tried}
+        print(f"dev: {mode} {size}: WER by weight {tried} -> {best}", flush=True)
+    results, baseline = [], None
+    for mode, size in conditions:
+        t0 = time.time()
+        weight = tuned.get((mode, size), {}).get("weight", 1.5)
+        rows, timing = run(recognizer, items, mode, size, weight)
+        s = score(rows, common)
+        rare_rows = [r for r in rows if r["rare"]]
+        s["rare_name_utterances"] = score(rare_rows, common) if rare_rows else None
+        if baseline is None:
+            baseline = timing["compute"]
+        ratios = [c / b for c, b in zip(timing["compute"], baseline) if b > 0]
+        s.update(mode=mode, list_size=size or 0, fusion_weight=weight if mode in ("fusion", "both") else None,
+                 dev_tuning=tuned.get((mode, size)), rtf=round(timing["rtf"], 4),
+                 rtf_overhead_median=round(statistics.median(ratios) - 1, 4),
+                 prepare_ms_median=timing["prepare_ms_median"])
+        results.append(s)
+        print(f"{mode:>6} {size or 0:>5}: WER {s['wer']:.2%} B-WER {s['b_wer']:.2%} U-WER {s['u_wer']:.2%} "
+              f"rare recall {s['rare_name_recall']:.1%} FA/100 {s['false_alarms_per_100_utts']} "
+              f"RTF {s['rtf']:.4f} (+{s['rtf_overhead_median']:.1%}) [{time.time() - t0:.0f} s]", flush=True)
+    base = results[0]
+    for s in results[1:]:
+        s["b_wer_relative_reduction"] = round(1 - s["b_wer"] / base["b_wer"], 4) if base["b_wer"] else None
+        s["u_wer_relative_change"] = round(s["u_wer"] / base["u_wer"] - 1, 4) if base["u_wer"] else None
+    meta = json.loads((Path(args.model) / "metadata.json").read_text())
+    report = {"model": args.model, "corpus": args.corpus, "utterances": len(items),
+              "rare_name_utterances": sum(it["rare"] for it in items),
+              "utterances_without_entities": sum(not it["entities"] for it in items),
+              "audio_hours": round(sum(it["seconds"] for it in items) / 3600, 3),
+              "neural_biaser": recognizer.model.has_biaser, "biaser_parameters": meta.get("biaser_parameters"),
+              "dev_utterances": len(dev), "beam": 4, "threads": 1, "conditions": results}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(report, indent=2))
+    lines = [f"# Context biasing ({len(items)} test utterances, {report['rare_name_utterances']} with held-out rare names, "
+             f"{report['utterances_without_entities']} without entities; beam 4, one thread; fusion weight per token "
+             f"tuned on {len(dev)} dev utterances)", "",
+             "| biasing | list | fusion weight | WER | B-WER | U-WER | B-WER change | U-WER change | entity recall | rare-name recall | "
+             "false alarms /100 utts | RTF | RTF overhead |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for s in results:
+        red = s.get("b_wer_relative_reduction")
+        uch = s.get("u_wer_relative_change")
+        lines.append(f"| {s['mode']} | {s['list_size']} | {s['fusion_weight'] or ''} | {s['wer']:.2%} | {s['b_wer']:.2%} | {s['u_wer']:.2%} | "
+                     f"{'' if red is None else f'{-red:+.1%}'} | {'' if uch is None else f'{uch:+.1%}'} | "
+                     f"{s['entity_recall']:.1%} | {s['rare_name_recall']:.1%} | {s['false_alarms_per_100_utts']} | "
+                     f"{s['rtf']:.4f} | {s['rtf_overhead_median']:+.1%} |")
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,231 @@
+"""Benchmark: cloud rescoring of device lattices, and the rescoring service under load.
+
+    python benchmarks/rescoring_eval.py --model models/default --lm models/cloud-lm --corpus corpora/bench20
+
+1. The device decodes the dev and test splits (float32, one thread) and keeps each
+   utterance's binary lattice: exactly what the device would send.
+2. The LM weight and word bonus are tuned on the dev lattices (grid search, lowest WER)
+   and written to LM/weights.json, which `edgevoice serve --weights` reads.
+3. Test split: WER of the device 1-best, the rescored 1-best and the lattice oracle,
+   overall and by text source: the template domains (Home Assistant, assistant templates)
+   and the general assistant text (SLURP, HWU64, Snips), all spoken by held-out voices.
+4. Bytes sent per utterance (the request body) against the 16-bit 16 kHz audio.
+5. `edgevoice serve` is started as a real process on loopback; C concurrent clients post
+   the test lattices; throughput, p50/p99 latency, errors and lost requests are counted.
+Results: benchmarks/results/rescoring_eval.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from edgevoice.audio.io import read_audio
+from edgevoice.cloud.lm import NeuralLM
+from edgevoice.cloud.rescore import rescore, tune_weights
+from edgevoice.corpus.manifest import audio_path, read_manifest
+from edgevoice.device.lattice import Lattice
+from edgevoice.device.recognizer import Recognizer
+from edgevoice.text.metrics import error_counts
+
+RESULTS = Path(__file__).parent / "results"
+TEMPLATE_SOURCES = {"home_assistant", "assistant"}
+
+
+def decode(recognizer: Recognizer, records: list[dict], corpus: Path) -> list[dict]:
+    out = []
+    for r in records:
+        samples = read_audio(audio_path(r, corpus))
+        result = recognizer.transcribe(samples)
+        out.append({"id": r["id"], "ref": r["text"], "source": r.get("source", ""), "device": result.text,
+                    "lattice": result.lattice.to_bytes(), "audio_bytes": 2 * len(samples)})
+    return out
+
+
+def wer(refs: list[str], hyps: list[str]) -> float:
+    c = error_counts(refs, hyps)
+    return round(c["errors"] / max(1, c["ref_words"]), 4)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def load_test(lm_dir: str, weights_file: Path, bodies: list[bytes], clients: int, requests: int) -> dict:
+    port, token = free_port(), "bench-token"
+    env = {**os.environ, "EDGEVOICE_TOKEN": token, "OMP_NUM_THREADS": "1"}
+    server = subprocess.Popen([sys.executable, "-m", "edgevoice.cli", "serve", "--lm", lm_dir, "--weights",
+                               str(weights_file), "--port", str(port)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                urllib.request.urlopen(url + "/healthz", timeout=1).read()
+                break
+            except OSError:
+                if server.poll() is not None:
+                    raise RuntimeError(f"the service exited: {server.stderr.read().decode()[-2000:]}")
+                time.sleep(0.1)
+        latencies: list[float] = []
+        statuses: dict = defaultdict(int)
+        lock = threading.Lock()
+        counter = iter(range(requests))
+
+        def client() -> None:
+            while True:
+                with lock:
+                    i = next(counter, None)
+                if i is None:
+                    return
+                req = urllib.request.Request(url + "/v1/rescore", data=bodies[i % len(bodies)], method="POST",
+                                             headers={"Authorization": f"Bearer {token}",
+                                                      "Content-Type": "application/octet-stream"})
+                t0 = time.perf_counter()
+                try:
+                    with urllib.request.urlopen(req, timeout=30) as resp:
+                        json.loads(resp.read())
+                        status = resp.status
+                except urllib.error.HTTPError as exc:
+                    status = exc.code
+                except OSError as exc:
+                    status = type(exc).__name__
+                with lock:
+                    latencies.append(time.perf_counter() - t0)
+                    statuses[status] += 1
+
+        # Warm-up (first requests load lazily), not counted.
+        for body in bodies[:5]:
+            urllib.request.urlopen(urllib.request.Request(url + "/v1/rescore", data=body, method="POST",
+                                                          headers={"Authorization": f"Bearer {token}"}), timeout=30).read()
+        t0 = time.perf_counter()
+        threads = [threading.Thread(target=client) for _ in range(clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wall = time.perf_counter() - t0
+        metrics = urllib.request.urlopen(url + "/metrics", timeout=5).read().decode()
+    finally:
+        server.terminate()
+        server.wait(10)
+    ms = np.asarray(latencies) * 1000
+    answered = sum(v for k, v in statuses.items() if k == 200)
+    return {"clients": clients, "requests": requests, "answered_200": answered,
+            "errors": requests - answered, "lost": requests - len(latencies),
+            "statuses": {str(k): v for k, v in statuses.items()},
+            "throughput_rps": round(requests / wall, 1), "latency_ms_p50": round(float(np.percentile(ms, 50)), 1),
+            "latency_ms_p99": round(float(np.percentile(ms, 99)), 1), "latency_ms_max": round(float(ms.max()), 1),
+            "server_counted_200": int(next((line.split()[-1] for line in metrics.splitlines()
+                                            if line.startswith('edgevoice_rescore_requests_total{status="200"}')), 0))}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="models/default")
+    ap.add_argument("--lm", default="models/cloud-lm")
+    ap.add_argument("--corpus", default="corpora/bench20")
+    ap.add_argument("--beam", type=int, default=4)
+    ap.add_argument("--dev-limit", type=int, default=500)
+    ap.add_argument("--limit", type=int)
+    ap.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
+    ap.add_argument("--requests", type=int, default=600)
+    ap.add_argument("--out", default=str(RESULTS / "rescoring_eval"))
+    args = ap.parse_args()
+
+    corpus = Path(args.corpus)
+    records = [r for r in read_manifest(corpus) if r["text"]]
+    dev_records = [r for r in records if r["split"] == "dev"][: args.dev_limit]
+    test_records = [r for r in records if r["split"] == "test"][: args.limit]
+    recognizer = Recognizer.load(args.model, beam=args.beam, threads=1)
+    t0 = time.time()
+    dev, test = decode(recognizer, dev_records, corpus), decode(recognizer, test_records, corpus)
+    print(f"decoded {len(dev)} dev + {len(test)} test utterances in {time.time() - t0:.0f} s", flush=True)
+    lm = NeuralLM(args.lm, threads=2)
+    t0 = time.time()
+    weights, dev_wer = tune_weights([Lattice.from_bytes(d["lattice"]) for d in dev], [d["ref"] for d in dev], lm)
+    print(f"tuned on dev: {weights} (dev WER {dev_wer:.2%}) in {time.time() - t0:.0f} s", flush=True)
+    weights_file = Path(args.lm) / "weights.json"
+    weights_file.write_text(json.dumps({**weights.to_dict(), "tuned_on": f"{args.corpus} dev ({len(dev)} utterances)",
+                                        "device_beam": args.beam}, indent=2))
+    for d in test:
+        lattice = Lattice.from_bytes(d["lattice"])
+        nbest = rescore(lattice, lm, weights)
+        d["rescored"] = nbest[0]["text"] if nbest else ""
+        d["oracle"] = lattice.oracle_errors(d["ref"])[1]
+
+    def scores(rows: list[dict]) -> dict:
+        refs = [r["ref"] for r in rows]
+        device, rescored, oracle = wer(refs, [r["device"] for r in rows]), wer(refs, [r["rescored"] for r in rows]), \
+            wer(refs, [r["oracle"] for r in rows])
+        return {"utterances": len(rows), "device_wer": device, "rescored_wer": rescored, "oracle_wer": oracle,
+                "relative_reduction": round(1 - rescored / device, 4) if device else None}
+
+    groups = {"all test": test,
+              "template domains (Home Assistant, assistant)": [d for d in test if d["source"] in TEMPLATE_SOURCES],
+              "general assistant text (SLURP, HWU64, Snips)": [d for d in test if d["source"] not in TEMPLATE_SOURCES]}
+    by_source = defaultdict(list)
+    for d in test:
+        by_source[d["source"]].append(d)
+    lattice_bytes = [len(d["lattice"]) for d in test]
+    audio_bytes = [d["audio_bytes"] for d in test]
+    report = {
+        "model": args.model, "lm": args.lm, "lm_parameters": lm.parameters,
+        "device_parameters": json.loads((Path(args.model) / "metadata.json").read_text())["parameters"],
+        "beam": args.beam, "weights": weights.to_dict(), "dev_utterances": len(dev), "dev_rescored_wer": round(dev_wer, 4),
+        "dev_device_wer": wer([d["ref"] for d in dev], [d["device"] for d in dev]),
+        "groups": {k: scores(v) for k, v in groups.items() if v},
+        "by_source": {k: scores(v) for k, v in sorted(by_source.items())},
+        "bytes_sent_mean": round(float(np.mean(lattice_bytes)), 1), "bytes_sent_max": int(max(lattice_bytes)),
+        "audio_bytes_mean": round(float(np.mean(audio_bytes)), 1),
+        "bytes_sent_fraction_of_audio": round(float(np.sum(lattice_bytes) / np.sum(audio_bytes)), 5),
+    }
+    print(json.dumps(report["groups"], indent=2), flush=True)
+    report["load"] = []
+    for c in args.clients:
+        r = load_test(args.lm, weights_file, [d["lattice"] for d in test], c, args.requests)
+        print(f"load: {r}", flush=True)
+        report["load"].append(r)
+    report["cpu_cores"] = os.cpu_count()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(report, indent=2))
+    lines = [f"# Cloud rescoring of device lattices (test split, beam {args.beam}; LM {lm.parameters:,} parameters, "
+             f"device {report['device_parameters']:,})", "",
+             f"`python benchmarks/rescoring_eval.py --model {args.model} --lm {args.lm} --corpus {args.corpus}`", "",
+             f"Weights tuned on {len(dev)} dev utterances: LM weight {weights.lm_weight}, word bonus {weights.word_bonus} "
+             f"(dev WER {report['dev_device_wer']:.2%} -> {dev_wer:.2%}).", "",
+             "| set | utterances | device 1-best WER | rescored WER | relative change | lattice oracle WER |",
+             "|---|---|---|---|---|---|"]
+    for name, s in list(report["groups"].items()) + [(f"source: {k}", v) for k, v in report["by_source"].items()]:
+        lines.append(f"| {name} | {s['utterances']} | {s['device_wer']:.2%} | {s['rescored_wer']:.2%} | "
+                     f"{-s['relative_reduction']:+.1%} | {s['oracle_wer']:.2%} |")
+    lines += ["", f"Bytes sent per utterance: {report['bytes_sent_mean']:.0f} on average (max {report['bytes_sent_max']}) "
+                  f"vs {report['audio_bytes_mean']:.0f} bytes of 16-bit 16 kHz audio "
+                  f"({100 * report['bytes_sent_fraction_of_audio']:.3f}%).", "",
+              f"Service under load (one uvicorn worker, loopback, {os.cpu_count()} CPU cores shared with the clients):", "",
+              "| concurrent clients | requests | answered | errors | lost | throughput (req/s) | p50 ms | p99 ms |",
+              "|---|---|---|---|---|---|---|---|"]
+    for r in report["load"]:
+        lines.append(f"| {r['clients']} | {r['requests']} | {r['answered_200']} | {r['errors']} | {r['lost']} | "
+                     f"{r['throughput_rps']} | {r['latency_ms_p50']} | {r['latency_ms_p99']} |")
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,208 @@
+"""The neural context biaser: model, joint-training bias lists, export, and the device
+runtime's use of it alone and together with shallow fusion (on the tiny model of
+tiny_model.py with a biaser added)."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from edgevoice.audio.io import read_audio
+from edgevoice.device.recognizer import Recognizer
+from edgevoice.errors import ConfigError, ModelError
+from edgevoice.train.data import BiasListSampler, entity_phrases, phrase_batch
+from edgevoice.train.model import ModelConfig, Transducer
+
+from tiny_model import SENTENCES
+
+PHRASES = ["mom", "jazz", "lights"]
+
+
+@pytest.fixture(scope="module")
+def biased_run(overfit, tmp_path_factory):
+    """The overfit tiny model plus a biaser whose output layers are random (not zero), so
+    the phrase list visibly changes the scores."""
+    run = tmp_path_factory.mktemp("biased")
+    state = torch.load(overfit[0] / "model.pt", weights_only=False)
+    config = ModelConfig.from_dict({**state["config"]["model"], "bias_dim": 16, "bias_heads": 2})
+    torch.manual_seed(0)
+    model = Transducer(config)
+    missing, unexpected = model.load_state_dict(state["model"], strict=False)
+    assert not unexpected and missing and all(k.startswith("biaser.") for k in missing)
+    with torch.no_grad():
+        for attention in (model.biaser.audio, model.biaser.label):
+            attention.out.weight.normal_(0, 0.3)
+    torch.save({"model": model.state_dict(), "config": {"model": config.to_dict()}}, run / "model.pt")
+    for name in ("tokenizer.model", "cmvn.json", "features.json"):
+        shutil.copyfile(overfit[0] / name, run / name)
+    return run
+
+
+@pytest.fixture(scope="module")
+def biased_device(biased_run, tmp_path_factory):
+    from edgevoice.train.export import export_model
+
+    out = tmp_path_factory.mktemp("biased-device")
+    export_model(biased_run, out, int8=True, chunk_frames=16)
+    return out
+
+
+@pytest.fixture(scope="module")
+def audio(corpus):
+    return [read_audio(corpus / f"u{i}.flac") for i in range(len(SENTENCES))]
+
+
+def test_a_zero_initialized_biaser_leaves_a_trained_model_unchanged(overfit):
+    state = torch.load(overfit[0] / "model.pt", weights_only=False)
+    plain = Transducer(ModelConfig.from_dict(state["config"]["model"])).eval()
+    plain.load_state_dict(state["model"])
+    biased = Transducer(ModelConfig.from_dict({**state["config"]["model"], "bias_dim": 16, "bias_heads": 2})).eval()
+    biased.load_state_dict(state["model"], strict=False)
+    x, lengths = torch.randn(2, 120, 80), torch.tensor([120, 90])
+    y, y_lengths = torch.randint(2, 34, (2, 5)), torch.tensor([5, 3])
+    phrases = (torch.tensor([[3, 4, 5], [6, 0, 0]]), torch.tensor([3, 1]))
+    torch.testing.assert_close(biased(x, lengths, y, y_lengths, phrase_tokens=phrases[0], phrase_lengths=phrases[1])[0],
+                               plain(x, lengths, y, y_lengths)[0])
+
+
+def test_bias_dim_must_split_into_heads():
+    with pytest.raises(ConfigError, match="bias_dim"):
+        ModelConfig(bias_dim=30, bias_heads=4).validate()
+
+
+def test_bias_lists_hold_true_entities_and_distractors():
+    entities = {"a": ["xiomara", "kitchen"], "b": ["jazz"], "c": ["thaddeus"]}
+    always = BiasListSampler(entities, keep_prob=1.0, none_prob=0.0, max_distractors=0)
+    assert always.sample(["a", "b"], np.random.default_rng(0)) == ["jazz", "kitchen", "xiomara"]
+    never = BiasListSampler(entities, keep_prob=1.0, none_prob=1.0)
+    assert never.sample(["a"], np.random.default_rng(0)) == []
+    sizes = set()
+    for seed in range(40):
+        lst = BiasListSampler(entities, keep_prob=0.5, none_prob=0.0, max_distractors=2).sample(["a"], np.random.default_rng(seed))
+        assert set(lst) <= {"xiomara", "kitchen", "jazz", "thaddeus"} and len(lst) <= 4
+        sizes.add(len(lst))
+    assert len(sizes) > 2  # lists vary in length
+
+
+def test_entity_phrases_are_the_spoken_words_of_name_slots(tmp_path):
+    rows = [{"id": "u1", "text": "call xiomara in ten minutes",
+             "slots": [{"name": "contact", "text": "Xiomara", "start": 1, "end": 2},
+                       {"name": "minutes", "text": "10", "start": 3, "end": 4}]},
+            {"id": "u2", "text": "turn on the desk lamp", "slots": [{"name": "name", "text": "Desk Lamp", "start": 3, "end": 5}]},
+            {"id": "u3", "text": "what time is it", "slots": []}]
+    base = {"audio": "x.flac", "sample_rate": 16000, "duration": 1.0, "intent": None, "voice": "flite:slt:p1.00:w1.00",
+            "speaker": "slt", "language": "en", "whisper": False, "augmentation": {}, "wake_word": None,
+            "speech_start": None, "speech_end": None, "pauses": [], "split": "train", "source": "test", "engine": "flite"}
+    (tmp_path / "manifest.jsonl").write_text("".join(json.dumps({**base, **r}) + "\n" for r in rows))
+    assert entity_phrases([tmp_path]) == {"u1": ["xiomara"], "u2": ["desk lamp"]}
+
+
+def test_device_biasing_matches_the_torch_decoder(biased_run, biased_device, audio):
+    from edgevoice.train.decode import streaming_beam_search
+    from edgevoice.train.evaluate import TrainedModel
+
+    trained = TrainedModel(biased_run)
+    recognizer = Recognizer.load(biased_device)
+    tokens, lengths = phrase_batch(PHRASES, trained.tokenizer)
+    with torch.no_grad():
+        memory = trained.model.bias_memory(tokens, lengths)
+    changed = False
+    for samples in audio:
+        feats = trained.features_of(samples)
+        for phrases, bias in ((None, None), (PHRASES, memory)):
+            result = recognizer.transcribe(samples, context=phrases, biasing="neural")
+            reference = streaming_beam_search(trained.model, feats, chunk_frames=16, beam=4, bias=bias)
+            assert [h["tokens"] for h in result.nbest] == [h.tokens for h in reference]
+            assert [h["score"] for h in result.nbest] == pytest.approx([h.score for h in reference], abs=2e-3)
+        plain = recognizer.transcribe(samples, context=None).nbest[0]["score"]
+        changed |= abs(result.nbest[0]["score"] - plain) > 1e-3
+    assert changed  # the list reached the model
+
+
+def test_biasing_modes(biased_device, exported, audio):
+    recognizer = Recognizer.load(biased_device)
+    samples = audio[1]
+    scores = {mode: recognizer.transcribe(samples, context=["mom"], biasing=mode).nbest[0]["score"]
+              for mode in ("none", "fusion", "neural", "both")}
+    assert scores["fusion"] > scores["none"]  # shallow fusion adds its bonus for "mom"
+    assert scores["neural"] != pytest.approx(scores["none"], abs=1e-4)
+    # The fusion bonus for the completed phrase comes on top of the neural biaser's scores.
+    assert scores["both"] - scores["neural"] == pytest.approx(scores["fusion"] - scores["none"], abs=0.05)
+    auto = recognizer.transcribe(samples, context=["mom"]).nbest[0]["score"]
+    assert auto == pytest.approx(scores["both"])
+    int8 = Recognizer.load(biased_device, precision="int8").transcribe(samples, context=["mom"])
+    assert int8.text == SENTENCES[1]
+    plain = Recognizer.load(exported)
+    with pytest.raises(ConfigError, match="neural biaser"):
+        plain.create_stream(context=["mom"], biasing="neural")
+    with pytest.raises(ConfigError, match="biasing must be"):
+        plain.create_stream(context=["mom"], biasing="loud")
+
+
+def test_a_biaser_without_its_description_is_refused(biased_device, tmp_path):
+    broken = tmp_path / "m"
+    shutil.copytree(biased_device, broken)
+    meta = json.loads((broken / "metadata.json").read_text())
+    del meta["biaser"]
+    (broken / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="biaser"):
+        Recognizer.load(broken)
+
+
+def test_rare_name_sentences_speak_held_out_names():
+    import random
+
+    from edgevoice.corpus.slot_lists import heldout_names
+    from edgevoice.corpus.templates import rare_name_sampler
+
+    names = set(heldout_names())
+    sampler = rare_name_sampler()
+    rng = random.Random(0)
+    for _ in range(30):
+        sentence = sampler.sample(rng)
+        contacts = [s for s in sentence.slots if s.name == "contact"]
+        assert contacts and all(s.text in names for s in contacts)
+        assert all(" ".join(sentence.words[s.start : s.end]) == s.text for s in contacts)
+
+
+def test_bias_lists_are_nested_and_hold_the_spoken_entities_first():
+    from edgevoice.corpus.biasing import bias_lists_for, distractor_pools
+
+    pools = distractor_pools([f"entity {i}" for i in range(1200)])
+    assert "xiomara" in pools[0] and not set(pools[0]) & set(pools[1])
+    lists = bias_lists_for(["xiomara", "living room"], pools, [10, 100, 1000], np.random.default_rng(3))
+    assert [len(v) for v in lists.values()] == [10, 100, 1000]
+    assert lists["10"][:2] == ["xiomara", "living room"]
+    assert lists["1000"][:100] == lists["100"] and lists["100"][:10] == lists["10"]
+    assert len(set(lists["1000"])) == 1000
+    distractors = lists["1000"][2:]
+    assert not any({"xiomara", "living", "room"} & set(p.split()) for p in distractors)
+    assert all(p in pools[0] for p in lists["100"][2:])  # personal names and devices before other entities
+    assert bias_lists_for([], pools, [10], np.random.default_rng(3)) == bias_lists_for([], pools, [10], np.random.default_rng(3))
+
+
+def test_the_biasing_profile_keeps_rare_names_out_of_training_text():
+    from edgevoice.corpus.builder import BIASING_PROFILE, BuildConfig, TextPools
+
+    config = BuildConfig(hours=0.1, template_samples=400, sources=["assistant", "rare_names"],
+                         **{k: v for k, v in BIASING_PROFILE.items() if k != "sources"})
+    pools = TextPools(config.validate()).pools
+    assert "rare_names" not in pools["train"] and pools["test"]["rare_names"]
+    with pytest.raises(ConfigError, match="bias_list_sizes"):
+        BuildConfig(bias_list_sizes=[0]).validate()
+
+
+def test_transcribe_command_biases_with_a_phrase_file(biased_device, exported, corpus, tmp_path):
+    import subprocess
+    import sys
+
+    phrases = tmp_path / "contacts.txt"
+    phrases.write_text("mom | 2.0\njazz\n")
+    cmd = [sys.executable, "-m", "edgevoice.cli", "transcribe", str(corpus / "u1.flac"), "--json", "--context", str(phrases)]
+    out = subprocess.run(cmd + ["--model", str(biased_device), "--biasing", "neural"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["text"] == SENTENCES[1]
+    refused = subprocess.run(cmd + ["--model", str(exported), "--biasing", "neural"], capture_output=True, text=True)
+    assert refused.returncode != 0 and "neural biaser" in refused.stderr
