@@ -17,7 +17,9 @@ its test split (unseen voices and sentences) is what is reported.
    that chunk; the delay is from the true end of speech (manifest) to it.
 4. Latency to intent: without speculation the on-device understanding starts at the final
    end; with it, at the speculative end, and its result is used when the final end
-   confirms it (else understanding restarts on the revised hypothesis).
+   confirms it (else understanding restarts on the revised hypothesis). With `--lm`, the
+   same for the real cloud path: each request's speculative and final lattices are posted
+   to `edgevoice serve` (started on loopback) and the measured round trips are used.
 
 Writes benchmarks/results/endpointing_eval.{json,md,png} and the fitted end-pointer to
 MODEL/endpointer.json.
@@ -112,6 +114,8 @@ def run_events(recognizer, endpointer, nlu, records, folder, block=1280):
         specs = [e for e in events if e.kind == "speculative_end"]
         final = [e for e in events if e.kind == "final_end"][-1]
         rows.append({"id": rec["id"], "speech_end": rec["speech_end"], "final_time": final.time,
+                     "final_lattice": final.result.lattice.to_bytes(),
+                     "speculative_lattice": specs[-1].lattice.to_bytes() if specs else None,
                      "final_text": final.text, "confirmed": final.confirmed, "reset": final.reset,
                      "speculative_times": [e.time for e in specs], "speculative_texts": [e.text for e in specs],
                      "ref": rec["text"], "intent_ref": rec["intent"]})
@@ -159,7 +163,33 @@ def summarize_events(rows, nlu, chunk_seconds):
             "median_without_speculation": statistics.median(without), "median_with_speculation": statistics.median(with_),
             "median_saving": statistics.median(without) - statistics.median(with_)}
     out["nlu_ms_median"] = 1000 * statistics.median(nlu_final)
+    if rows and "cloud_final_s" in rows[0]:
+        # Measured: the real rescoring service (LM + understanding) on loopback, posted the
+        # speculative lattice at the speculative end and the final one at the final end.
+        without = [r["final_time"] - r["speech_end"] + r["cloud_final_s"] for r in rows]
+        with_ = [max(r["final_time"], r["speculative_times"][-1] + r["cloud_speculative_s"]) - r["speech_end"]
+                 if r["speculative_times"] and r["confirmed"] else r["final_time"] - r["speech_end"] + r["cloud_final_s"]
+                 for r in rows]
+        out["intent_latency"]["cloud_measured"] = {
+            "median_without_speculation": statistics.median(without), "median_with_speculation": statistics.median(with_),
+            "median_saving": statistics.median(without) - statistics.median(with_),
+            "cloud_round_trip_median_ms": 1000 * statistics.median(r["cloud_final_s"] for r in rows)}
     return out
+
+
+def measure_cloud(rows: list[dict], lm_dir: str) -> None:
+    """Post each request's speculative and final lattices to a real `edgevoice serve`."""
+    from rescoring_eval import post_lattice, running_service
+
+    weights = Path(lm_dir) / "weights.json"
+    with running_service(lm_dir, weights if weights.exists() else None) as (url, token):
+        post_lattice(url, token, rows[0]["final_lattice"])  # warm-up
+        for r in rows:
+            for key, body in (("cloud_final_s", r["final_lattice"]), ("cloud_speculative_s", r["speculative_lattice"])):
+                if body is not None:
+                    t0 = time.perf_counter()
+                    post_lattice(url, token, body)
+                    r[key] = time.perf_counter() - t0
 
 
 def main() -> None:
@@ -172,6 +202,8 @@ def main() -> None:
                     help="speculative look-ahead (s); decisions fall on chunk ends, so 0.24 s is three 80 ms chunks")
     ap.add_argument("--premature-target", type=float, default=0.005, help="premature-cut rate allowed on dev")
     ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--lm", default="models/cloud-lm",
+                    help="cloud LM folder: intent latency is also measured through a real `edgevoice serve` ('' to skip)")
     args = ap.parse_args()
     folder = Path(args.corpus)
     records = [r for r in read_manifest(folder) if r["text"]]
@@ -213,6 +245,8 @@ def main() -> None:
 
     learned_rows = run_events(recognizer, endpointer, nlu, test, folder)
     rule_rows = run_events(recognizer, RuleEndpointer(), nlu, test, folder)
+    if args.lm and Path(args.lm, "lm.pt").exists():
+        measure_cloud(learned_rows, args.lm)
     result = {
         "command": "python benchmarks/endpointing_eval.py --model {} --corpus {} --text-corpus {}".format(
             args.model, args.corpus, args.text_corpus),
@@ -268,6 +302,9 @@ def main() -> None:
              "| downstream | without speculation | with speculation | saved |", "|---|---|---|---|"]
     for key, v in L["intent_latency"].items():
         label = "on-device understanding only" if key == "rtt_0ms" else f"+ assumed cloud round trip of {key[4:-2]} ms"
+        if key == "cloud_measured":
+            label = (f"the real rescoring service on loopback (LM + understanding, measured: median "
+                     f"{v['cloud_round_trip_median_ms']:.0f} ms; no network)")
         lines.append(f"| {label} | {ms(v['median_without_speculation'])} | {ms(v['median_with_speculation'])} | "
                      f"{ms(v['median_saving'])} |")
     lines += ["", "Trade-off curve: `endpointing_eval.png`."]

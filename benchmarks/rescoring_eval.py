@@ -18,6 +18,7 @@ Results: benchmarks/results/rescoring_eval.{json,md}.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import socket
@@ -65,12 +66,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def load_test(lm_dir: str, weights_file: Path, bodies: list[bytes], clients: int, requests: int) -> dict:
+@contextlib.contextmanager
+def running_service(lm_dir: str, weights_file: Path | None = None, workers: int = 1):
+    """`edgevoice serve` as a real process on a free loopback port: yields (url, token)."""
     port, token = free_port(), "bench-token"
     env = {**os.environ, "EDGEVOICE_TOKEN": token, "OMP_NUM_THREADS": "1"}
-    server = subprocess.Popen([sys.executable, "-m", "edgevoice.cli", "serve", "--lm", lm_dir, "--weights",
-                               str(weights_file), "--port", str(port)], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    cmd = [sys.executable, "-m", "edgevoice.cli", "serve", "--lm", lm_dir, "--port", str(port), "--workers", str(workers)]
+    if weights_file is not None:
+        cmd += ["--weights", str(weights_file)]
+    server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(600):
@@ -81,6 +85,21 @@ def load_test(lm_dir: str, weights_file: Path, bodies: list[bytes], clients: int
                 if server.poll() is not None:
                     raise RuntimeError(f"the service exited: {server.stderr.read().decode()[-2000:]}")
                 time.sleep(0.1)
+        yield url, token
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def post_lattice(url: str, token: str, body: bytes, timeout: float = 30) -> dict:
+    req = urllib.request.Request(url + "/v1/rescore", data=body, method="POST",
+                                 headers={"Authorization": f"Bearer {token}", "Content-Type": "application/octet-stream"})
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        return json.loads(resp.read())
+
+
+def load_test(lm_dir: str, weights_file: Path, bodies: list[bytes], clients: int, requests: int, workers: int) -> dict:
+    with running_service(lm_dir, weights_file, workers) as (url, token):
         latencies: list[float] = []
         statuses: dict = defaultdict(int)
         lock = threading.Lock()
@@ -108,10 +127,8 @@ def load_test(lm_dir: str, weights_file: Path, bodies: list[bytes], clients: int
                     latencies.append(time.perf_counter() - t0)
                     statuses[status] += 1
 
-        # Warm-up (first requests load lazily), not counted.
-        for body in bodies[:5]:
-            urllib.request.urlopen(urllib.request.Request(url + "/v1/rescore", data=body, method="POST",
-                                                          headers={"Authorization": f"Bearer {token}"}), timeout=30).read()
+        for body in bodies[:5]:  # warm-up (first requests load lazily), not counted
+            post_lattice(url, token, body)
         t0 = time.perf_counter()
         threads = [threading.Thread(target=client) for _ in range(clients)]
         for t in threads:
@@ -120,12 +137,9 @@ def load_test(lm_dir: str, weights_file: Path, bodies: list[bytes], clients: int
             t.join()
         wall = time.perf_counter() - t0
         metrics = urllib.request.urlopen(url + "/metrics", timeout=5).read().decode()
-    finally:
-        server.terminate()
-        server.wait(10)
     ms = np.asarray(latencies) * 1000
     answered = sum(v for k, v in statuses.items() if k == 200)
-    return {"clients": clients, "requests": requests, "answered_200": answered,
+    return {"clients": clients, "workers": workers, "requests": requests, "answered_200": answered,
             "errors": requests - answered, "lost": requests - len(latencies),
             "statuses": {str(k): v for k, v in statuses.items()},
             "throughput_rps": round(requests / wall, 1), "latency_ms_p50": round(float(np.percentile(ms, 50)), 1),
@@ -139,11 +153,12 @@ def main() -> None:
     ap.add_argument("--model", default="models/default")
     ap.add_argument("--lm", default="models/cloud-lm")
     ap.add_argument("--corpus", default="corpora/bench20")
-    ap.add_argument("--beam", type=int, default=4)
+    ap.add_argument("--beam", type=int, default=8, help="device beam (the lattice holds this many hypotheses)")
     ap.add_argument("--dev-limit", type=int, default=500)
     ap.add_argument("--limit", type=int)
     ap.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
     ap.add_argument("--requests", type=int, default=600)
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="service worker processes")
     ap.add_argument("--out", default=str(RESULTS / "rescoring_eval"))
     args = ap.parse_args()
 
@@ -197,7 +212,7 @@ def main() -> None:
     print(json.dumps(report["groups"], indent=2), flush=True)
     report["load"] = []
     for c in args.clients:
-        r = load_test(args.lm, weights_file, [d["lattice"] for d in test], c, args.requests)
+        r = load_test(args.lm, weights_file, [d["lattice"] for d in test], c, args.requests, args.workers)
         print(f"load: {r}", flush=True)
         report["load"].append(r)
     report["cpu_cores"] = os.cpu_count()
@@ -217,7 +232,8 @@ def main() -> None:
     lines += ["", f"Bytes sent per utterance: {report['bytes_sent_mean']:.0f} on average (max {report['bytes_sent_max']}) "
                   f"vs {report['audio_bytes_mean']:.0f} bytes of 16-bit 16 kHz audio "
                   f"({100 * report['bytes_sent_fraction_of_audio']:.3f}%).", "",
-              f"Service under load (one uvicorn worker, loopback, {os.cpu_count()} CPU cores shared with the clients):", "",
+              f"Service under load ({args.workers} uvicorn worker(s), one thread each, loopback, {os.cpu_count()} CPU "
+              "cores shared with the clients):", "",
               "| concurrent clients | requests | answered | errors | lost | throughput (req/s) | p50 ms | p99 ms |",
               "|---|---|---|---|---|---|---|---|"]
     for r in report["load"]:

@@ -67,6 +67,49 @@ def test_a_zero_initialized_biaser_leaves_a_trained_model_unchanged(overfit):
                                plain(x, lengths, y, y_lengths)[0])
 
 
+def test_without_a_list_a_trained_biaser_changes_nothing(biased_run, overfit):
+    """The "no bias" entry's value is zero: a stream without phrases is decoded exactly as
+    by the recognizer without a biaser, however the biaser was trained."""
+    from edgevoice.train.evaluate import TrainedModel
+
+    biased, plain = TrainedModel(biased_run), TrainedModel(overfit[0])
+    x, lengths = torch.randn(1, 120, 80), torch.tensor([120])
+    y, y_lengths = torch.randint(2, 34, (1, 5)), torch.tensor([5])
+    with torch.no_grad():
+        torch.testing.assert_close(biased.model(x, lengths, y, y_lengths)[0], plain.model(x, lengths, y, y_lengths)[0])
+        phrases = (torch.tensor([[3, 4, 5]]), torch.tensor([3]))
+        with_list = biased.model(x, lengths, y, y_lengths, phrase_tokens=phrases[0], phrase_lengths=phrases[1])[0]
+    assert not torch.allclose(with_list, plain.model(x, lengths, y, y_lengths)[0])
+
+
+def test_training_only_the_biaser_leaves_the_recognizer_as_it_was(overfit, corpus, tmp_path):
+    """`train_only: ["biaser."]` from a trained model: the biaser learns from the bias lists
+    (the corpus' slots), every other weight stays bit-identical."""
+    from tiny_model import TINY
+
+    from edgevoice.train.trainer import TrainConfig, train
+
+    slots = {"call mom": [{"name": "contact", "text": "mom", "start": 1, "end": 2}],
+             "play some jazz": [{"name": "media", "text": "jazz", "start": 2, "end": 3}]}
+    rows = [json.loads(line) for line in (corpus / "manifest.jsonl").read_text().splitlines()]
+    for r in rows:
+        r["slots"] = slots.get(r["text"], [])
+        r["audio"] = str(corpus / r["audio"])
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = TrainConfig.from_dict({**TINY, "epochs": 3, "init_from": str(overfit[0] / "model.pt"),
+                                    "train_only": ["biaser."], "bias_none_prob": 0.0,
+                                    "model": {**TINY["model"], "bias_dim": 16, "bias_heads": 2}})
+    train(config, [data], tmp_path / "run", progress=False)
+    before = torch.load(overfit[0] / "model.pt", weights_only=False)["model"]
+    after = torch.load(tmp_path / "run" / "model.pt", weights_only=False)["model"]
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert any(after[k].abs().sum() > 0 for k in after if k.endswith("out.weight") and k.startswith("biaser."))
+    with pytest.raises(ConfigError, match="matches no parameter"):
+        train(TrainConfig.from_dict({**TINY, "train_only": ["nothing."]}), [data], tmp_path / "run2", progress=False)
+
+
 def test_bias_dim_must_split_into_heads():
     with pytest.raises(ConfigError, match="bias_dim"):
         ModelConfig(bias_dim=30, bias_heads=4).validate()

@@ -200,3 +200,48 @@ def test_local_only_mode_opens_no_socket(exported, corpus, monkeypatch):
     monkeypatch.setattr(socket, "socket", NoSockets)
     answer = understand_request(result, None, CloudClient("http://127.0.0.1:9", TOKEN, local_only=True))
     assert answer["source"] == "local" and answer["reason"] == "local-only" and not opened
+
+
+def test_weights_files_keep_notes_but_refuse_bad_values():
+    from edgevoice.errors import ConfigError
+
+    assert RescoreWeights.from_dict({"lm_weight": 0.2, "word_bonus": 1, "tuned_on": "dev"}) == RescoreWeights(0.2, 1.0)
+    with pytest.raises(ConfigError, match="weights"):
+        RescoreWeights.from_dict({"lm_weight": "heavy"})
+
+
+def test_serve_command_runs_several_workers(lm, tmp_path):
+    """`edgevoice serve --workers 2` as a real process: every worker answers with the
+    tuned weights from the file; no token, no service."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    weights = tmp_path / "weights.json"
+    weights.write_text(json.dumps({"lm_weight": 0.5, "word_bonus": 0.0, "tuned_on": "test"}))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "edgevoice.cli", "serve", "--lm", str(lm.folder), "--weights", str(weights),
+           "--port", str(port), "--workers", "2"]
+    refused = subprocess.run(cmd, env={**os.environ, "EDGEVOICE_TOKEN": ""}, capture_output=True, text=True)
+    assert refused.returncode != 0 and "token" in refused.stderr
+    server = subprocess.Popen(cmd, env={**os.environ, "EDGEVOICE_TOKEN": TOKEN}, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(url + "/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                assert server.poll() is None, server.stderr.read().decode()
+                time.sleep(0.1)
+        answers = [post(url, confusable_lattice().to_bytes()) for _ in range(6)]
+        assert all(a.status_code == 200 for a in answers)
+        assert {a.json()["text"] for a in answers} == {"turn on the kitchen lights"}
+        assert answers[0].json()["weights"] == {"lm_weight": 0.5, "word_bonus": 0.0}
+        assert post(url, confusable_lattice().to_bytes(), token=None).status_code == 401
+    finally:
+        server.terminate()
+        server.wait(10)

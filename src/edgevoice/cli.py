@@ -301,28 +301,31 @@ def serve_cmd(
     host: str = typer.Option("127.0.0.1", "--host"),
     port: int = typer.Option(8080, "--port"),
     token_env: str = typer.Option("EDGEVOICE_TOKEN", "--token-env", help="Environment variable holding the bearer token."),
+    workers: int = typer.Option(1, "--workers", help="Worker processes (the service is stateless; one per core)."),
 ) -> None:
     """Serve POST /v1/rescore (binary lattice in, reranked n-best and understanding out)."""
     import os
 
     import uvicorn
 
-    from edgevoice.cloud.lm import NeuralLM
-    from edgevoice.cloud.rescore import RescoreWeights
-    from edgevoice.cloud.service import create_app
-    from edgevoice.device import default_model_dir
-    from edgevoice.device.nlu import DeviceNLU
+    from edgevoice.cloud.service import app_from_environment, service_settings
 
     token = os.environ.get(token_env, "")
     if not token:
         _fail(EdgevoiceError(f"set the bearer token in ${token_env}; the service never runs without one"))
+    if workers < 1:
+        _fail(EdgevoiceError(f"--workers must be at least 1, got {workers}"))
+    settings = service_settings(lm, weights, nlu_model, token)
     try:
-        language_model = NeuralLM(lm, threads=1)
-        w = RescoreWeights(**json.loads(weights.read_text())) if weights else RescoreWeights()
-        nlu = DeviceNLU.load(nlu_model or default_model_dir())
+        app = app_from_environment(settings)  # loads everything once here, so bad files fail before serving
     except (EdgevoiceError, OSError, ValueError, TypeError) as exc:
         _fail(exc)
-    uvicorn.run(create_app(language_model, token, w, nlu), host=host, port=port, log_level="warning")
+    if workers == 1:
+        uvicorn.run(app, host=host, port=port, log_level="warning")
+    else:  # each worker process builds its own app from the same settings
+        os.environ.update(settings)
+        uvicorn.run("edgevoice.cloud.service:app_from_environment", factory=True, host=host, port=port,
+                    workers=workers, log_level="warning")
 
 
 def _load_recognizer(model: Optional[Path], int8: bool, beam: int, threads: int):

@@ -184,6 +184,7 @@ class NeuralLM:
         import sentencepiece as spm
 
         folder = Path(folder)
+        self.folder = folder
         try:
             state = torch.load(folder / "lm.pt", map_location="cpu", weights_only=False)
             self.config = LMConfig.from_dict(state["config"])

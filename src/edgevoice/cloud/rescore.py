@@ -17,6 +17,17 @@ class RescoreWeights:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @staticmethod
+    def from_dict(d: dict) -> "RescoreWeights":
+        """From a weights file (extra keys, such as where the weights were tuned, are kept
+        there for people and ignored here)."""
+        from edgevoice.errors import ConfigError
+
+        try:
+            return RescoreWeights(float(d.get("lm_weight", 0.3)), float(d.get("word_bonus", 0.0)))
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise ConfigError(f"bad rescoring weights {d!r}: {exc}") from exc
+
 
 def rescore(lattice: Lattice, lm, weights: RescoreWeights, max_paths: int = 64) -> list[dict]:
     paths = lattice.paths(max_paths)
@@ -37,8 +48,8 @@ def tune_weights(lattices: list[Lattice], references: list[str], lm, lm_weights=
     """Grid search for the lowest WER on dev lattices; LM scores are computed once."""
     from edgevoice.text.metrics import error_counts
 
-    lm_weights = lm_weights or [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0]
-    word_bonuses = word_bonuses or [-1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0]
+    lm_weights = lm_weights or [0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.7, 1.0]
+    word_bonuses = word_bonuses or [-1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0]
     cached = []
     for lat in lattices:
         paths = lat.paths(64)

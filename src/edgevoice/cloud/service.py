@@ -132,3 +132,26 @@ def create_app(lm, token: str, weights: RescoreWeights | None = None, nlu=None, 
 
     return app
 
+
+
+def service_settings(lm, weights=None, nlu_model=None, token: str = "") -> dict[str, str]:
+    """What a worker needs to build the app, as environment variables (uvicorn's worker
+    processes are started fresh and read them in `app_from_environment`)."""
+    return {"EDGEVOICE_SERVE_LM": str(lm), "EDGEVOICE_SERVE_WEIGHTS": str(weights or ""),
+            "EDGEVOICE_SERVE_NLU": str(nlu_model or ""), "EDGEVOICE_SERVE_TOKEN": token}
+
+
+def app_from_environment(settings: dict[str, str] | None = None) -> FastAPI:
+    import json
+    import os
+    from pathlib import Path
+
+    from edgevoice.cloud.lm import NeuralLM
+    from edgevoice.device import default_model_dir
+    from edgevoice.device.nlu import DeviceNLU
+
+    env = settings if settings is not None else os.environ
+    weights_file = env.get("EDGEVOICE_SERVE_WEIGHTS") or ""
+    weights = RescoreWeights.from_dict(json.loads(Path(weights_file).read_text())) if weights_file else RescoreWeights()
+    nlu = DeviceNLU.load(env.get("EDGEVOICE_SERVE_NLU") or default_model_dir())
+    return create_app(NeuralLM(env["EDGEVOICE_SERVE_LM"], threads=1), env["EDGEVOICE_SERVE_TOKEN"], weights, nlu)

@@ -170,9 +170,8 @@ class PhraseAttention(nn.Module):
         self.query = nn.Linear(query_dim, memory_dim)
         self.key = nn.Linear(memory_dim, memory_dim)
         self.value = nn.Linear(memory_dim, memory_dim)
-        self.out = nn.Linear(memory_dim, query_dim)
+        self.out = nn.Linear(memory_dim, query_dim, bias=False)  # no bias: a zero context adds nothing
         nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
 
     def keys_values(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """memory [M, C] -> keys, values [M, C] (computed once per phrase list)."""
@@ -193,7 +192,9 @@ class PhraseAttention(nn.Module):
 
 class ContextBiaser(nn.Module):
     """Bias phrases (token ids) -> memory [N+1, C]: row 0 is the learned "no bias" entry,
-    so attention has somewhere to go when no phrase is being spoken (or none is given)."""
+    so attention has somewhere to go when no phrase is being spoken (or none is given).
+    Its value is zero, so a stream without a list gets exactly the recognizer without the
+    biaser, and attending to it means "add nothing"."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -213,7 +214,11 @@ class ContextBiaser(nn.Module):
         return torch.cat([self.no_bias, last], dim=0)
 
     def keys_values(self, memory: torch.Tensor) -> "BiasMemory":
-        return BiasMemory(*self.audio.keys_values(memory), *self.label.keys_values(memory))
+        audio_keys, audio_values = self.audio.keys_values(memory)
+        label_keys, label_values = self.label.keys_values(memory)
+        keep = torch.ones_like(memory[:, :1])
+        keep[0] = 0.0  # the "no bias" entry's value
+        return BiasMemory(audio_keys, audio_values * keep, label_keys, label_values * keep)
 
 
 @dataclass

@@ -56,6 +56,9 @@ class TrainConfig:
     bias_keep_prob: float = 0.8
     bias_none_prob: float = 0.1
     bias_max_distractors: int = 64
+    # Train only the parameters whose names start with one of these (e.g. ["biaser."] to
+    # add a biaser to a trained recognizer without changing it); None: train everything.
+    train_only: list | None = None
     threads: int | None = None
 
     RUN_CONTROL = ("max_hours", "max_steps", "threads")  # may change between resumptions
@@ -220,7 +223,13 @@ def train(config: TrainConfig, data_dirs: list[str | Path], out_dir: str | Path,
 
     torch.manual_seed(config.seed)
     model = Transducer(config.model)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    if config.train_only:
+        for name, p in model.named_parameters():
+            p.requires_grad_(name.startswith(tuple(config.train_only)))
+        if not any(p.requires_grad for p in model.parameters()):
+            raise ConfigError(f"train_only {config.train_only} matches no parameter of the model")
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr,
+                                  weight_decay=config.weight_decay)
     batches_per_epoch = len(make_batches(train_store.utterances, config.max_frames, config.seed, 0)) // world
     total_steps = batches_per_epoch * config.epochs
     step, epoch, batch_in_epoch = 0, 0, 0
@@ -299,7 +308,8 @@ def train(config: TrainConfig, data_dirs: list[str | Path], out_dir: str | Path,
                 loss = loss + config.ctc_weight * ctc
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip))
+            grad_norm = float(torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad],
+                                                             config.grad_clip))
             optimizer.step()
             step += 1
             batch_in_epoch += 1
