@@ -22,15 +22,20 @@ ln -sfn default-cont runs/default-stage2
 $EV train --config models/default/train_stage2.yaml --out runs/default-cont "${DATA[@]}"
 # Stage 3 (8 epochs, cosine schedule; stops after 1.85 h, re-run to finish the schedule).
 $EV train --config models/default/train_stage3.yaml --out runs/default-stage3 "${DATA[@]}"
-# Stage 5 (4 epochs at lr 5e-4; run F, a stage-4 attempt, was not shipped): adds the
-# neural biaser, trained jointly with random bias lists drawn from the training
-# utterances' entity slots. (Its feature cache is stage 3's.)
+# Stage 5 (4 epochs; run F, a stage-4 attempt, was not shipped): adds the neural biaser
+# and trains only it, on random bias lists drawn from the training utterances' entity
+# slots; the recognizer's weights stay as stage 3 left them. (Feature cache: stage 3's.)
 mkdir -p runs/default-stage5 && ln -sfn ../default-stage3/cache runs/default-stage5/cache
 $EV train --config models/default/train_stage5.yaml --out runs/default-stage5 "${DATA[@]}"
 
-# Ship: the averaged model, what is needed to use it, and its device export.
-for f in model.pt tokenizer.model cmvn.json features.json train_config.json train_summary.json log.csv curves.png; do
+# Ship: the averaged model, what is needed to use it, and its device export; the
+# recognizer's training record (stage 3) and the biaser's (stage5_*).
+for f in model.pt tokenizer.model cmvn.json features.json train_config.json; do
   cp runs/default-stage5/$f models/default/
+done
+for f in train_summary.json log.csv curves.png; do
+  cp runs/default-stage3/$f models/default/
+  cp runs/default-stage5/$f models/default/stage5_$f
 done
 $EV export --checkpoint models/default --out models/default --int8
 $EV nlu train --out models/default/nlu.npz
