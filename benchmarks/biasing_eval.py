@@ -110,7 +110,7 @@ def main() -> None:
     ap.add_argument("--text-corpus", default="corpora/bench20",
                     help="corpus whose train-split text gives the everyday words (the 300 most frequent), whose "
                          "insertion is not blamed on biasing")
-    ap.add_argument("--weights", type=float, nargs="+", default=[0.5, 1.0, 1.5, 2.0, 3.0],
+    ap.add_argument("--weights", type=float, nargs="+", default=[0.25, 0.5, 1.0, 1.5, 2.0],
                     help="shallow-fusion bonuses per token tried on the dev split; the best (lowest WER) per "
                          "list size and mode is used on the test split")
     ap.add_argument("--out", default=str(RESULTS / "biasing_eval"))
