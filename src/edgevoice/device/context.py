@@ -42,6 +42,7 @@ class ContextGraph:
     def __init__(self, token_phrases: list[tuple[list[int], float, str]]):
         self.nodes = [_Node(-1, 0, 0.0, 0.0)]
         self.phrases = [p for _, _, p in token_phrases]
+        self.phrase_tokens = [list(t) for t, _, _ in token_phrases]
         for tokens, weight, phrase in token_phrases:
             if not tokens:
                 continue

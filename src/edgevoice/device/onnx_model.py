@@ -23,7 +23,6 @@ class BiasMemory:
     audio_values: np.ndarray
     label_keys: np.ndarray
     label_values: np.ndarray
-    phrases: int = 0
 
 
 @dataclass
@@ -86,7 +85,7 @@ class OnnxTransducer:
         out = self.sessions["biaser"].run(None, {"phrase_tokens": tokens, "phrase_lengths": lengths})
         if not phrases:
             out = [o[:1] for o in out]
-        return BiasMemory(*out, phrases=len(phrases))
+        return BiasMemory(*out)
 
     def initial_encoder_state(self, n: int = 1) -> EncoderState:
         e = self.enc

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,6 +92,8 @@ class Recognizer:
         self.frame_seconds = model.model_dir.frame_seconds
         if tokenizer.vocab_size != model.vocab_size:
             raise ConfigError(f"tokenizer has {tokenizer.vocab_size} tokens, the model {model.vocab_size}")
+        # The neural biaser's memory of each phrase list (ContextGraph) in use.
+        self._bias_memories: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     @staticmethod
     def load(path: str | Path, precision: str = "float32", beam: int = 4, threads: int = 1,
@@ -118,7 +121,9 @@ class Recognizer:
         if context is not None and biasing != "none":
             graph = context if isinstance(context, ContextGraph) else ContextGraph.from_phrases(list(context), self.tokenizer)
             if biasing in ("neural", "both") and graph.phrases:
-                bias = self.model.bias_memory([self.tokenizer.encode(p) for p in graph.phrases])
+                bias = self._bias_memories.get(graph)
+                if bias is None:  # once per list, however many streams use it
+                    bias = self._bias_memories[graph] = self.model.bias_memory(graph.phrase_tokens)
             if biasing == "neural":
                 graph = None
         return Stream(self, endpointer, nlu, graph, bias)

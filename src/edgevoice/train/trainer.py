@@ -228,8 +228,8 @@ def train(config: TrainConfig, data_dirs: list[str | Path], out_dir: str | Path,
             p.requires_grad_(name.startswith(tuple(config.train_only)))
         if not any(p.requires_grad for p in model.parameters()):
             raise ConfigError(f"train_only {config.train_only} matches no parameter of the model")
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr,
-                                  weight_decay=config.weight_decay)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
     batches_per_epoch = len(make_batches(train_store.utterances, config.max_frames, config.seed, 0)) // world
     total_steps = batches_per_epoch * config.epochs
     step, epoch, batch_in_epoch = 0, 0, 0
@@ -308,8 +308,7 @@ def train(config: TrainConfig, data_dirs: list[str | Path], out_dir: str | Path,
                 loss = loss + config.ctc_weight * ctc
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            grad_norm = float(torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad],
-                                                             config.grad_clip))
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(trainable, config.grad_clip))
             optimizer.step()
             step += 1
             batch_in_epoch += 1
