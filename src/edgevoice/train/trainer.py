@@ -249,8 +249,10 @@ def train(config: TrainConfig, data_dirs: list[str | Path], out_dir: str | Path,
         optimizer.load_state_dict(state["optimizer"])
         step, epoch, batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
         torch.set_rng_state(state["torch_rng"])
-    # Without the CTC loss its head gets no gradient, which DDP must be told about.
-    ddp_model = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=config.ctc_weight == 0) \
+    # Without the CTC loss its head gets no gradient, nor does the biaser in a batch drawn
+    # without a bias list: DDP must be told that some parameters may go unused.
+    may_skip = config.ctc_weight == 0 or config.model.bias_dim > 0
+    ddp_model = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=may_skip) \
         if world > 1 else model
     generator = torch.Generator()
     bias_sampler = None
