@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from edgevoice.cloud.client import CloudClient, understand_request
-from edgevoice.cloud.lm import LMConfig, NeuralLM, train_lm
+from edgevoice.cloud.lm import LMConfig, NeuralLM, perplexity, train_lm
 from edgevoice.cloud.rescore import RescoreWeights, rescore, tune_weights
 from edgevoice.device.lattice import Lattice
 from edgevoice.errors import ConfigError, ModelError
@@ -30,8 +30,14 @@ def lm(tmp_path_factory):
     config = LMConfig(vocab_size=60, embed_dim=32, hidden_dim=64, layers=1, dropout=0.0, epochs=15, batch_sentences=16,
                       lr=1e-2)
     summary = train_lm(TEXT, TEXT[:6], out, config, progress=False)
-    assert summary["epochs"][-1]["dev_unit_perplexity"] < summary["epochs"][0]["dev_unit_perplexity"]
-    return NeuralLM(out)
+    perplexities = [e["dev_unit_perplexity"] for e in summary["epochs"]]
+    assert perplexities[-1] < perplexities[0]
+    model = NeuralLM(out)
+    # The kept LM is the epoch with the lowest dev perplexity (stored in float16).
+    assert summary["kept_epoch"] == 1 + perplexities.index(min(perplexities))
+    dev = [model.sp.EncodeAsIds(t) for t in TEXT[:6]]
+    assert perplexity(model.model, dev) == pytest.approx(min(perplexities), rel=0.02)
+    return model
 
 
 def test_lm_prefers_in_domain_sentences(lm):

@@ -121,7 +121,7 @@ def train_lm(train_texts: list[str], dev_texts: list[str], out: str | Path, conf
     from tqdm import tqdm
 
     bar = tqdm(total=total, desc="lm", disable=not progress)
-    stopped = False
+    stopped, best_ppl, kept_epoch = False, None, None
     for epoch in range(config.epochs):
         model.train()
         # Similar lengths together: less padding, more sentences per second.
@@ -146,12 +146,16 @@ def train_lm(train_texts: list[str], dev_texts: list[str], out: str | Path, conf
                 break
         dev_ppl = perplexity(model, dev) if dev else None
         log.append({"epoch": epoch + 1, "step": step, "dev_unit_perplexity": dev_ppl, "elapsed_s": round(time.time() - start, 1)})
-        _save(model, config, out / "lm.pt")  # every epoch: a stopped run still leaves a usable LM
+        # Saved every epoch that is the best so far on dev (every epoch without dev text): a
+        # stopped run still leaves a usable LM, and a late epoch that overfits is not kept.
+        if dev_ppl is None or best_ppl is None or dev_ppl < best_ppl:
+            best_ppl, kept_epoch = dev_ppl, epoch + 1
+            _save(model, config, out / "lm.pt")
         if stopped:
             break
     bar.close()
     summary = {"parameters": sum(p.numel() for p in model.parameters()), "train_sentences": len(train),
-               "dev_sentences": len(dev), "epochs": log, "stopped_early": stopped,
+               "dev_sentences": len(dev), "epochs": log, "kept_epoch": kept_epoch, "stopped_early": stopped,
                "wall_seconds": round(time.time() - start, 1)}
     (out / "lm_summary.json").write_text(json.dumps(summary, indent=2))
     return summary
