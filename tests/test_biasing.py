@@ -194,6 +194,16 @@ def test_a_biaser_without_its_description_is_refused(biased_device, tmp_path):
         Recognizer.load(broken)
 
 
+def test_a_biaser_exported_with_another_memory_layout_is_refused(biased_device, tmp_path):
+    older = tmp_path / "m"
+    shutil.copytree(biased_device, older)
+    meta = json.loads((older / "metadata.json").read_text())
+    del meta["biaser"]["memory_layout"]  # as exported before the head-major layout
+    (older / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="memory layout .* re-export"):
+        Recognizer.load(older)
+
+
 def test_rare_name_sentences_speak_held_out_names():
     import random
 

@@ -18,6 +18,8 @@ from edgevoice.errors import ModelError
 
 FORMAT_NAME = "edgevoice-transducer"
 FORMAT_VERSION = 1
+# The neural biaser's keys [H, d, M] and values [H, M, d] (head-major, keys pre-scaled).
+BIASER_MEMORY_LAYOUT = "head_major"
 METADATA_FILE = "metadata.json"
 PARTS = ("encoder", "predictor", "joiner")
 OPTIONAL_PARTS = ("biaser",)  # the neural context biaser, in models trained with one
@@ -94,6 +96,9 @@ def load_model_directory(path: str | Path, precision: str = "float32", verify_ch
                          f"(and optionally {', '.join(OPTIONAL_PARTS)}), it names {', '.join(sorted(named))}")
     if ("biaser" in named) != isinstance(meta.get("biaser"), dict):
         raise ModelError(f"{meta_file}: a biaser part needs a 'biaser' description and vice versa")
+    if "biaser" in named and meta["biaser"].get("memory_layout") != BIASER_MEMORY_LAYOUT:
+        raise ModelError(f"{meta_file}: the biaser's memory layout is {meta['biaser'].get('memory_layout')!r}, "
+                         f"this runtime needs {BIASER_MEMORY_LAYOUT!r}: re-export the model with this edgevoice")
     mean, std = meta["cmvn"].get("mean"), meta["cmvn"].get("std")
     bins = meta["features"].get("num_bins")
     if not (isinstance(mean, list) and isinstance(std, list) and len(mean) == len(std) == bins and min(std) > 0):

@@ -16,8 +16,8 @@ from edgevoice.errors import ModelError
 
 @dataclass
 class BiasMemory:
-    """A phrase list encoded by the neural biaser: attention keys and values [M, C] of the
-    audio and label sides (row 0: the "no bias" entry)."""
+    """A phrase list encoded by the neural biaser: attention keys [H, d, M] and values
+    [H, M, d] of the audio and label sides (entry 0: the "no bias" entry)."""
 
     audio_keys: np.ndarray
     audio_values: np.ndarray
@@ -83,9 +83,11 @@ class OnnxTransducer:
             tokens[i, : len(p)] = p
         lengths = np.array([len(p) for p in rows], np.int64)
         out = self.sessions["biaser"].run(None, {"phrase_tokens": tokens, "phrase_lengths": lengths})
-        if not phrases:
-            out = [o[:1] for o in out]
-        return BiasMemory(*out)
+        audio_keys, audio_values, label_keys, label_values = out
+        if not phrases:  # keep only the "no bias" entry
+            audio_keys, label_keys = audio_keys[..., :1].copy(), label_keys[..., :1].copy()
+            audio_values, label_values = audio_values[:, :1].copy(), label_values[:, :1].copy()
+        return BiasMemory(audio_keys, audio_values, label_keys, label_values)
 
     def initial_encoder_state(self, n: int = 1) -> EncoderState:
         e = self.enc

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from edgevoice.device.model_dir import FORMAT_NAME, FORMAT_VERSION, METADATA_FILE, file_sha256
+from edgevoice.device.model_dir import BIASER_MEMORY_LAYOUT, FORMAT_NAME, FORMAT_VERSION, METADATA_FILE, file_sha256
 from edgevoice.errors import ConfigError
 from edgevoice.train.evaluate import TrainedModel
 from edgevoice.train.model import BiasMemory, CausalConvSubsampling, Transducer
@@ -122,8 +122,10 @@ def export_model(checkpoint_dir: str | Path, out: str | Path, int8: bool = False
     conv1_bins = (cfg.num_mel_bins - 3) // 2 + 1
     biased = model.biaser is not None
     C = cfg.bias_dim
-    memory = (torch.zeros(2, C), torch.zeros(2, C)) if biased else ()
-    memory_axes = {0: "M"}  # phrase list length + 1 (the "no bias" entry)
+    H = cfg.bias_heads
+    memory = (torch.zeros(H, C // H, 2), torch.zeros(H, 2, C // H)) if biased else ()
+    # M: phrase list length + 1 (the "no bias" entry); keys are [H, d, M], values [H, M, d].
+    memory_axes = {"audio_keys": {2: "M"}, "label_keys": {2: "M"}, "audio_values": {1: "M"}, "label_values": {1: "M"}}
     with torch.no_grad():
         enc_bias_inputs = ["audio_keys", "audio_values"] if biased else []
         _export(_EncoderStep(model), (torch.zeros(1, chunk_frames, cfg.num_mel_bins), torch.zeros(1, 1, ctx, cfg.num_mel_bins),
@@ -134,19 +136,19 @@ def export_model(checkpoint_dir: str | Path, out: str | Path, int8: bool = False
                 {"features": {0: "N", 1: "T"}, "conv1_cache": {0: "N"}, "conv2_cache": {0: "N"}, "h": {1: "N"},
                  "c": {1: "N"}, "encoder_out": {0: "N", 1: "T_out"}, "new_conv1_cache": {0: "N"},
                  "new_conv2_cache": {0: "N"}, "new_h": {1: "N"}, "new_c": {1: "N"},
-                 **{name: memory_axes for name in enc_bias_inputs}})
+                 **{name: memory_axes[name] for name in enc_bias_inputs}})
         pred_bias_inputs = ["label_keys", "label_values"] if biased else []
         _export(_PredictorStep(model), (torch.zeros(1, 1, dtype=torch.long), torch.zeros(1, 1, P), torch.zeros(1, 1, P),
                                         *memory),
                 out / "predictor.onnx", ["token", "h", "c", *pred_bias_inputs], ["predictor_out", "new_h", "new_c"],
                 {"token": {0: "N"}, "h": {1: "N"}, "c": {1: "N"}, "predictor_out": {0: "N"}, "new_h": {1: "N"},
-                 "new_c": {1: "N"}, **{name: memory_axes for name in pred_bias_inputs}})
+                 "new_c": {1: "N"}, **{name: memory_axes[name] for name in pred_bias_inputs}})
         if biased:
             _export(_BiaserStep(model), (torch.ones(3, 4, dtype=torch.long), torch.tensor([4, 2, 1])),
                     out / "biaser.onnx", ["phrase_tokens", "phrase_lengths"],
                     ["audio_keys", "audio_values", "label_keys", "label_values"],
                     {"phrase_tokens": {0: "N", 1: "L"}, "phrase_lengths": {0: "N"},
-                     **{name: memory_axes for name in ("audio_keys", "audio_values", "label_keys", "label_values")}})
+                     **memory_axes})
         _export(_JoinerStep(model), (torch.zeros(1, J), torch.zeros(1, J)), out / "joiner.onnx",
                 ["encoder_out", "predictor_out"], ["log_probs"],
                 {"encoder_out": {0: "N"}, "predictor_out": {0: "N"}, "log_probs": {0: "N"}})
@@ -176,7 +178,7 @@ def export_model(checkpoint_dir: str | Path, out: str | Path, int8: bool = False
                     "conv1_bins": conv1_bins, "num_mel_bins": cfg.num_mel_bins},
         "predictor": {"dim": P},
         "joiner_dim": J,
-        **({"biaser": {"dim": C, "heads": cfg.bias_heads}} if biased else {}),
+        **({"biaser": {"dim": C, "heads": cfg.bias_heads, "memory_layout": BIASER_MEMORY_LAYOUT}} if biased else {}),
         "parameters": sum(p.numel() for n, p in model.named_parameters() if not n.startswith(("ctc_head", "biaser"))),
         **({"biaser_parameters": sum(p.numel() for p in model.biaser.parameters())} if biased else {}),
         "variants": variants,

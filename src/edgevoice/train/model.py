@@ -174,19 +174,24 @@ class PhraseAttention(nn.Module):
         nn.init.zeros_(self.out.weight)
 
     def keys_values(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """memory [M, C] -> keys, values [M, C] (computed once per phrase list)."""
-        return self.key(memory), self.value(memory)
+        """memory [M, C] -> keys [H, d, M] (scaled by 1/sqrt(d)) and values [H, M, d],
+        computed once per phrase list in the layout the attention multiplies with, so a
+        frame or hypothesis step costs two small matrix products and no copy of the list."""
+        M, C = memory.shape
+        H = self.heads
+        d = C // H
+        keys = (self.key(memory) / math.sqrt(d)).reshape(M, H, d).permute(1, 2, 0).contiguous()
+        values = self.value(memory).reshape(M, H, d).transpose(0, 1).contiguous()
+        return keys, values
 
     def forward(self, x: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-        """x [B, T, Q]; keys, values [M, C] shared by every query."""
+        """x [B, T, Q]; keys [H, d, M], values [H, M, d] shared by every query."""
         B, T, _ = x.shape
-        H = self.heads
-        d = keys.shape[-1] // H
-        q = self.query(x).reshape(B, T, H, d).transpose(1, 2)  # [B, H, T, d]
-        k = keys.reshape(-1, H, d).permute(1, 2, 0)  # [H, d, M]
-        v = values.reshape(-1, H, d).transpose(0, 1)  # [H, M, d]
-        weights = (torch.matmul(q, k) / math.sqrt(d)).softmax(-1)  # [B, H, T, M]
-        context = torch.matmul(weights, v).transpose(1, 2).reshape(B, T, H * d)
+        H, d, _ = keys.shape
+        # All queries of a head in one matrix (no broadcast over B): [H, B*T, d].
+        q = self.query(x).reshape(B * T, H, d).transpose(0, 1)
+        weights = torch.matmul(q, keys).softmax(-1)  # [H, B*T, M]
+        context = torch.matmul(weights, values).transpose(0, 1).reshape(B, T, H * d)
         return x + self.out(context)
 
 
@@ -216,8 +221,8 @@ class ContextBiaser(nn.Module):
     def keys_values(self, memory: torch.Tensor) -> "BiasMemory":
         audio_keys, audio_values = self.audio.keys_values(memory)
         label_keys, label_values = self.label.keys_values(memory)
-        keep = torch.ones_like(memory[:, :1])
-        keep[0] = 0.0  # the "no bias" entry's value
+        keep = torch.ones_like(memory[:, :1]).unsqueeze(0)  # [1, M, 1]: values are [H, M, d]
+        keep[:, 0] = 0.0  # the "no bias" entry's value
         return BiasMemory(audio_keys, audio_values * keep, label_keys, label_values * keep)
 
 
