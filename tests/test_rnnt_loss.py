@@ -85,3 +85,78 @@ def test_modified_loss_matches_its_reference_and_enumeration():
     assert torch.isfinite(logits.grad).all()
     with pytest.raises(ValueError, match="at least as many frames"):
         rnnt_loss(logits, targets, torch.tensor([2, 2, 2]), u_lens, kind="modified")
+
+
+# The pruned loss (k2 style, modified topology).
+
+def _band(logits, ranges, width):
+    """logits [B, T, U+1, V] -> the pruned joiner's [B, T, S, V] for the given windows."""
+    U1 = logits.shape[2]
+    index = (ranges.unsqueeze(-1) + torch.arange(min(width, U1))).clamp(max=U1 - 1)
+    return logits.gather(2, index.unsqueeze(-1).expand(*index.shape, logits.shape[-1]))
+
+
+def _case(seed, sharp=1.0):
+    from edgevoice.train.rnnt_loss import modified_rnnt_loss_from_log_probs, rnnt_log_probs
+
+    torch.manual_seed(seed)
+    B, T, U, V = 4, 14, 6, 9
+    logits = sharp * torch.randn(B, T, U + 1, V, dtype=torch.float64)
+    targets = torch.randint(1, V, (B, U))
+    t_lens, u_lens = torch.tensor([14, 11, 6, 3]), torch.tensor([6, 4, 6, 0])
+    blank, emit = rnnt_log_probs(logits, targets)
+    return logits, targets, t_lens, u_lens, blank, emit, modified_rnnt_loss_from_log_probs(blank, emit, t_lens, u_lens)
+
+
+def test_simple_joiner_log_probs_equal_the_full_computation():
+    from edgevoice.train.rnnt_loss import rnnt_log_probs, simple_log_probs
+
+    torch.manual_seed(4)
+    am, lm = 3 * torch.randn(2, 7, 11, dtype=torch.float64), 3 * torch.randn(2, 5, 11, dtype=torch.float64)
+    targets = torch.randint(1, 11, (2, 4))
+    for fast, full in zip(simple_log_probs(am, lm, targets), rnnt_log_probs(am[:, :, None] + lm[:, None], targets)):
+        assert torch.allclose(fast, full, atol=1e-10)
+
+
+def test_pruned_loss_with_a_band_as_wide_as_the_labels_is_the_full_loss():
+    from edgevoice.train.rnnt_loss import pruned_log_probs, pruned_modified_rnnt_loss
+
+    logits, targets, t_lens, u_lens, _, _, full = _case(5)
+    ranges = torch.zeros(4, 14, dtype=torch.long)
+    pruned = pruned_modified_rnnt_loss(*pruned_log_probs(_band(logits, ranges, 7), targets, ranges), ranges, t_lens, u_lens)
+    assert torch.allclose(pruned, full, rtol=1e-12)
+
+
+@pytest.mark.parametrize("width", [1, 2, 3, 5])
+def test_pruning_ranges_keep_a_whole_path_and_narrow_bands_only_lose_probability(width):
+    from edgevoice.train.rnnt_loss import pruned_log_probs, pruned_modified_rnnt_loss, pruning_ranges
+
+    logits, targets, t_lens, u_lens, blank, emit, full = _case(6)
+    ranges = pruning_ranges(blank, emit, t_lens, u_lens, width)
+    S = min(width, 7)
+    for b in range(4):
+        r = ranges[b, : t_lens[b]]
+        assert r[0] == 0 and set((r[1:] - r[:-1]).tolist()) <= {0, 1}
+        assert r[-1] <= u_lens[b] <= r[-1] + S  # the last label is reachable from the last window
+    pruned = pruned_modified_rnnt_loss(*pruned_log_probs(_band(logits, ranges, width), targets, ranges), ranges,
+                                       t_lens, u_lens)
+    assert torch.isfinite(pruned).all() and (pruned >= full - 1e-9).all()
+    if width >= 3:  # a sharp lattice keeps nearly all its probability inside a narrow band
+        logits, targets, t_lens, u_lens, blank, emit, full = _case(6, sharp=6.0)
+        ranges = pruning_ranges(blank, emit, t_lens, u_lens, width)
+        pruned = pruned_modified_rnnt_loss(*pruned_log_probs(_band(logits, ranges, width), targets, ranges), ranges,
+                                           t_lens, u_lens)
+        assert torch.allclose(pruned, full, rtol=2e-2)
+
+
+def test_pruned_loss_gradcheck():
+    from edgevoice.train.rnnt_loss import pruned_log_probs, pruned_modified_rnnt_loss, pruning_ranges
+
+    logits, targets, t_lens, u_lens, blank, emit, _ = _case(7)
+    ranges = pruning_ranges(blank, emit, t_lens, u_lens, 3)
+    band = _band(logits, ranges, 3)[:, :, :, :5].clone().requires_grad_(True)
+
+    def f(x):
+        return pruned_modified_rnnt_loss(*pruned_log_probs(x, targets.clamp(max=4), ranges), ranges, t_lens, u_lens).sum()
+
+    assert torch.autograd.gradcheck(f, (band,), eps=1e-6, atol=1e-5)

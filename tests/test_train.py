@@ -26,6 +26,25 @@ def test_tiny_model_overfits_to_zero_wer(overfit, corpus):
     assert (out / "curves.png").exists() and (out / "log.csv").read_text().count("\n") > 5
 
 
+def test_bfloat16_training_reaches_zero_wer(corpus, tmp_path):
+    config = dict(TINY, precision="bfloat16")
+    train(TrainConfig.from_dict(config), [corpus], tmp_path / "run", progress=False)
+    assert evaluate(tmp_path / "run", corpus, beam=1, splits=["dev"], progress=False)["wer"] == 0.0
+
+
+def test_the_pruned_loss_trains_the_tiny_model_to_zero_wer(corpus, tmp_path):
+    """The full joiner on 5 labels per frame only: the same zero WER, and a model whose
+    export leaves the training-only simple joiner behind."""
+    from edgevoice.train.export import export_model
+
+    config = dict(TINY, loss="pruned", prune_range=5, model=dict(TINY["model"], simple_joiner=True))
+    summary = train(TrainConfig.from_dict(config), [corpus], tmp_path / "run", progress=False)
+    assert summary["epochs_done"] == TINY["epochs"]
+    assert evaluate(tmp_path / "run", corpus, beam=1, splits=["dev"], progress=False)["wer"] == 0.0
+    export_model(tmp_path / "run", tmp_path / "device")
+    assert "simple" not in (tmp_path / "device" / "metadata.json").read_text()
+
+
 def test_streaming_decoding_equals_whole_utterance(overfit, corpus):
     from edgevoice.audio.io import read_audio
 
@@ -87,6 +106,10 @@ def test_two_process_data_parallel_training(tmp_path):
     ({"model": {"dropout": 1.5}}, "dropout"),
     ({"ctc_weight": -1}, "ctc_weight"),
     ({"loss": "fancy"}, "loss"),
+    ({"loss": "pruned"}, "simple_joiner"),
+    ({"prune_range": 0}, "prune_range"),
+    ({"precision": "float8"}, "precision"),
+    ({"model": {"simple_joiner": 1}}, "simple_joiner"),
 ])
 def test_bad_training_configs(change, message):
     with pytest.raises(ConfigError, match=message):

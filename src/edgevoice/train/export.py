@@ -179,7 +179,7 @@ def export_model(checkpoint_dir: str | Path, out: str | Path, int8: bool = False
         "predictor": {"dim": P},
         "joiner_dim": J,
         **({"biaser": {"dim": C, "heads": cfg.bias_heads, "memory_layout": BIASER_MEMORY_LAYOUT}} if biased else {}),
-        "parameters": sum(p.numel() for n, p in model.named_parameters() if not n.startswith(("ctc_head", "biaser"))),
+        "parameters": sum(p.numel() for n, p in model.named_parameters() if not n.startswith(("ctc_head", "biaser", "simple_am", "simple_lm"))),
         **({"biaser_parameters": sum(p.numel() for p in model.biaser.parameters())} if biased else {}),
         "variants": variants,
         "sha256": {f: file_sha256(out / f) for f in files},

@@ -37,11 +37,17 @@ class ModelConfig:
     dropout: float = 0.1
     bias_dim: int = 0  # neural context biaser width (0: no biaser)
     bias_heads: int = 4
+    # Training-only "simple" joiner (encoder and predictor each projected to the
+    # vocabulary and added) that the pruned transducer loss needs; never exported.
+    simple_joiner: bool = False
 
     def validate(self) -> "ModelConfig":
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name == "dropout":
+            if f.name == "simple_joiner":
+                if not isinstance(value, bool):
+                    raise ConfigError(f"model.simple_joiner must be true or false, got {value!r}")
+            elif f.name == "dropout":
                 if not 0 <= value < 1:
                     raise ConfigError(f"model.dropout must be within [0, 1), got {value}")
             elif f.name == "bias_dim":
@@ -156,7 +162,11 @@ class Joiner(nn.Module):
 
     def forward(self, enc: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
         """Broadcasting: enc [..., J-able] and pred [..., J-able] -> logits [..., V]."""
-        return self.out(torch.tanh(self.enc_proj(enc) + self.pred_proj(pred)))
+        return self.combine(self.enc_proj(enc), self.pred_proj(pred))
+
+    def combine(self, enc_projected: torch.Tensor, pred_projected: torch.Tensor) -> torch.Tensor:
+        """The joiner after its input projections (the pruned loss gathers between the two)."""
+        return self.out(torch.tanh(enc_projected + pred_projected))
 
 
 class PhraseAttention(nn.Module):
@@ -246,6 +256,9 @@ class Transducer(nn.Module):
         # acoustic alignments early, where a transducer alone sits on a plateau of blanks.
         self.ctc_head = nn.Linear(cfg.encoder_dim, cfg.vocab_size)
         self.biaser = ContextBiaser(cfg) if cfg.bias_dim else None
+        if cfg.simple_joiner:  # training-only, for the pruned loss's bounds (see rnnt_loss.py)
+            self.simple_am = nn.Linear(cfg.encoder_dim, cfg.vocab_size)
+            self.simple_lm = nn.Linear(cfg.predictor_dim, cfg.vocab_size)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -274,16 +287,49 @@ class Transducer(nn.Module):
         return out, state
 
     def forward(self, feats, feat_lengths, targets, target_lengths, with_ctc: bool = False,
-                phrase_tokens: torch.Tensor | None = None, phrase_lengths: torch.Tensor | None = None):
+                phrase_tokens: torch.Tensor | None = None, phrase_lengths: torch.Tensor | None = None,
+                prune_range: int | None = None):
         """Training: returns (logits [B, T', U+1, V], encoder lengths[, CTC log-probs [B, T', V]]).
-        phrase_tokens [N, L] / phrase_lengths [N]: one bias list shared by the batch."""
+        phrase_tokens [N, L] / phrase_lengths [N]: one bias list shared by the batch.
+        With `prune_range`: a dict of per-utterance losses instead (see _pruned_losses)."""
         bias = self.bias_memory(phrase_tokens, phrase_lengths)
         enc, enc_lengths, _ = self.encode(feats, feat_lengths, bias=bias)
         pred, _ = self.predict(self.predictor.with_start(targets), bias=bias)
+        if prune_range is not None:
+            return self._pruned_losses(enc, enc_lengths, pred, targets, target_lengths, prune_range, with_ctc)
         logits = self.joiner(enc.unsqueeze(2), pred.unsqueeze(1))
         if with_ctc:
             return logits, enc_lengths, self.ctc_head(enc).log_softmax(-1)
         return logits, enc_lengths
+
+    def _pruned_losses(self, enc, enc_lengths, pred, targets, target_lengths, prune_range: int, with_ctc: bool) -> dict:
+        """The modified transducer's losses per utterance with the pruned joiner: the
+        simple joiner's loss, and the full joiner evaluated only on `prune_range` labels
+        per frame around where the simple one puts the alignment (prune_range 0: the
+        full joiner everywhere, for a warm-up while the simple joiner is new)."""
+        from edgevoice.train import rnnt_loss as L
+
+        if not self.config.simple_joiner:
+            raise ConfigError("the pruned loss needs model.simple_joiner: true")
+        # During the warm-up (prune_range 0) a new simple joiner learns on its own: its
+        # early, large gradients would only disturb a trained encoder and predictor.
+        simple_enc, simple_pred = (enc.detach(), pred.detach()) if prune_range == 0 else (enc, pred)
+        blank_s, emit_s = L.simple_log_probs(self.simple_am(simple_enc), self.simple_lm(simple_pred), targets, self.blank)
+        out = {"simple": L.modified_rnnt_loss_from_log_probs(blank_s, emit_s, enc_lengths, target_lengths),
+               "enc_lengths": enc_lengths}
+        if prune_range == 0:
+            logits = self.joiner(enc.unsqueeze(2), pred.unsqueeze(1))
+            out["transducer"] = L.modified_rnnt_loss_from_log_probs(*L.rnnt_log_probs(logits, targets, self.blank),
+                                                                    enc_lengths, target_lengths)
+        else:
+            ranges = L.pruning_ranges(blank_s, emit_s, enc_lengths, target_lengths, prune_range)
+            enc_j, pred_j = self.joiner.enc_proj(enc), self.joiner.pred_proj(pred)
+            logits = self.joiner.combine(enc_j.unsqueeze(2), L.gather_pruned(pred_j, ranges, prune_range))
+            blank_p, emit_p = L.pruned_log_probs(logits, targets, ranges, self.blank)
+            out["transducer"] = L.pruned_modified_rnnt_loss(blank_p, emit_p, ranges, enc_lengths, target_lengths)
+        if with_ctc:
+            out["ctc_log_probs"] = self.ctc_head(enc).log_softmax(-1)
+        return out
 
     def config_json(self) -> str:
         return json.dumps(self.config.to_dict(), indent=2)
