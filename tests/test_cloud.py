@@ -248,6 +248,12 @@ def test_serve_command_runs_several_workers(lm, tmp_path):
         assert {a.json()["text"] for a in answers} == {"turn on the kitchen lights"}
         assert answers[0].json()["weights"] == {"lm_weight": 0.5, "word_bonus": 0.0}
         assert post(url, confusable_lattice().to_bytes(), token=None).status_code == 401
+        # Whichever worker answers /metrics counts every worker's requests.
+        for _ in range(4):
+            with httpx.Client() as client:  # a new connection each time: any worker may answer
+                text = client.get(url + "/metrics").text
+            assert 'edgevoice_rescore_requests_total{status="200"} 6' in text
+            assert 'edgevoice_rescore_requests_total{status="401"} 1' in text
     finally:
         server.terminate()
         server.wait(10)

@@ -323,9 +323,12 @@ def serve_cmd(
     if workers == 1:
         uvicorn.run(app, host=host, port=port, log_level="warning")
     else:  # each worker process builds its own app from the same settings
-        os.environ.update(settings)
-        uvicorn.run("edgevoice.cloud.service:app_from_environment", factory=True, host=host, port=port,
-                    workers=workers, log_level="warning")
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="edgevoice-metrics-") as metrics_dir:
+            os.environ.update(service_settings(lm, weights, nlu_model, token, metrics_dir))
+            uvicorn.run("edgevoice.cloud.service:app_from_environment", factory=True, host=host, port=port,
+                        workers=workers, log_level="warning")
 
 
 def _load_recognizer(model: Optional[Path], int8: bool, beam: int, threads: int):

@@ -16,9 +16,12 @@ complexity limits (400/422), and missing or wrong tokens (401) are refused with 
 from __future__ import annotations
 
 import hmac
+import json
+import os
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
@@ -38,12 +41,22 @@ class ServiceLimits:
 
 
 class _Metrics:
-    def __init__(self):
+    """Request counters. With `shared_dir` (several worker processes), each worker also
+    writes its totals there after every request and /metrics sums every worker's file, so
+    whichever worker answers reports the whole service."""
+
+    FIELDS = ("requests", "seconds_sum", "seconds_count", "lattice_bytes_sum")
+
+    def __init__(self, shared_dir: str | Path | None = None):
         self.lock = threading.Lock()
         self.requests: dict[int, int] = {}
         self.seconds_sum = 0.0
         self.seconds_count = 0
         self.lattice_bytes_sum = 0
+        self.shared_dir = Path(shared_dir) if shared_dir else None
+        if self.shared_dir:
+            self.shared_dir.mkdir(parents=True, exist_ok=True)
+            self.own_file = self.shared_dir / f"worker-{os.getpid()}.json"
 
     def record(self, status: int, seconds: float, size: int) -> None:
         with self.lock:
@@ -51,26 +64,49 @@ class _Metrics:
             self.seconds_sum += seconds
             self.seconds_count += 1
             self.lattice_bytes_sum += size
+            if self.shared_dir:
+                tmp = self.own_file.with_suffix(".tmp")
+                tmp.write_text(json.dumps({f: getattr(self, f) for f in self.FIELDS}))
+                tmp.replace(self.own_file)  # readers never see a half-written file
+
+    def _totals(self) -> dict:
+        own = {f: dict(self.requests) if f == "requests" else getattr(self, f) for f in self.FIELDS}
+        if not self.shared_dir:
+            return own
+        totals = {"requests": {}, "seconds_sum": 0.0, "seconds_count": 0, "lattice_bytes_sum": 0}
+        for path in self.shared_dir.glob("worker-*.json"):
+            try:
+                worker = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            for status, n in worker["requests"].items():
+                totals["requests"][int(status)] = totals["requests"].get(int(status), 0) + n
+            for f in self.FIELDS[1:]:
+                totals[f] += worker[f]
+        return totals
 
     def text(self) -> str:
         with self.lock:
-            lines = ["# HELP edgevoice_rescore_requests_total Rescoring requests by HTTP status.",
-                     "# TYPE edgevoice_rescore_requests_total counter"]
-            lines += [f'edgevoice_rescore_requests_total{{status="{s}"}} {n}' for s, n in sorted(self.requests.items())]
-            lines += ["# TYPE edgevoice_rescore_seconds summary",
-                      f"edgevoice_rescore_seconds_sum {self.seconds_sum:.6f}",
-                      f"edgevoice_rescore_seconds_count {self.seconds_count}",
-                      "# TYPE edgevoice_rescore_lattice_bytes_total counter",
-                      f"edgevoice_rescore_lattice_bytes_total {self.lattice_bytes_sum}"]
+            t = self._totals()
+        lines = ["# HELP edgevoice_rescore_requests_total Rescoring requests by HTTP status.",
+                 "# TYPE edgevoice_rescore_requests_total counter"]
+        lines += [f'edgevoice_rescore_requests_total{{status="{s}"}} {n}' for s, n in sorted(t["requests"].items())]
+        lines += ["# TYPE edgevoice_rescore_seconds summary",
+                  f"edgevoice_rescore_seconds_sum {t['seconds_sum']:.6f}",
+                  f"edgevoice_rescore_seconds_count {t['seconds_count']}",
+                  "# TYPE edgevoice_rescore_lattice_bytes_total counter",
+                  f"edgevoice_rescore_lattice_bytes_total {t['lattice_bytes_sum']}"]
         return "\n".join(lines) + "\n"
 
 
-def create_app(lm, token: str, weights: RescoreWeights | None = None, nlu=None, limits: ServiceLimits | None = None):
+def create_app(lm, token: str, weights: RescoreWeights | None = None, nlu=None, limits: ServiceLimits | None = None,
+               metrics_dir: str | Path | None = None):
+    """`metrics_dir`: a folder shared by all worker processes of one service, for /metrics."""
     if not token:
         raise ValueError("the service needs a bearer token (refusing to run open)")
     weights = weights or RescoreWeights()
     limits = limits or ServiceLimits()
-    metrics = _Metrics()
+    metrics = _Metrics(metrics_dir)
     lm_lock = threading.Lock()  # one torch forward at a time per worker process
     app = FastAPI(title="edgevoice cloud", version="1",
                   description="Rescores on-device word lattices with a neural language model. Audio never comes here.")
@@ -134,11 +170,12 @@ def create_app(lm, token: str, weights: RescoreWeights | None = None, nlu=None, 
 
 
 
-def service_settings(lm, weights=None, nlu_model=None, token: str = "") -> dict[str, str]:
+def service_settings(lm, weights=None, nlu_model=None, token: str = "", metrics_dir=None) -> dict[str, str]:
     """What a worker needs to build the app, as environment variables (uvicorn's worker
     processes are started fresh and read them in `app_from_environment`)."""
     return {"EDGEVOICE_SERVE_LM": str(lm), "EDGEVOICE_SERVE_WEIGHTS": str(weights or ""),
-            "EDGEVOICE_SERVE_NLU": str(nlu_model or ""), "EDGEVOICE_SERVE_TOKEN": token}
+            "EDGEVOICE_SERVE_NLU": str(nlu_model or ""), "EDGEVOICE_SERVE_TOKEN": token,
+            "EDGEVOICE_SERVE_METRICS_DIR": str(metrics_dir or "")}
 
 
 def app_from_environment(settings: dict[str, str] | None = None) -> FastAPI:
@@ -154,4 +191,5 @@ def app_from_environment(settings: dict[str, str] | None = None) -> FastAPI:
     weights_file = env.get("EDGEVOICE_SERVE_WEIGHTS") or ""
     weights = RescoreWeights.from_dict(json.loads(Path(weights_file).read_text())) if weights_file else RescoreWeights()
     nlu = DeviceNLU.load(env.get("EDGEVOICE_SERVE_NLU") or default_model_dir())
-    return create_app(NeuralLM(env["EDGEVOICE_SERVE_LM"], threads=1), env["EDGEVOICE_SERVE_TOKEN"], weights, nlu)
+    return create_app(NeuralLM(env["EDGEVOICE_SERVE_LM"], threads=1), env["EDGEVOICE_SERVE_TOKEN"], weights, nlu,
+                      metrics_dir=env.get("EDGEVOICE_SERVE_METRICS_DIR") or None)
