@@ -28,29 +28,19 @@ from edgevoice.audio.features import FeatureConfig
 from edgevoice.train.data import FeatureStore, collate, make_batches
 from edgevoice.train.evaluate import TrainedModel
 from edgevoice.train.model import ModelConfig, Transducer
-from edgevoice.train.rnnt_loss import rnnt_loss
+from edgevoice.train.trainer import TrainConfig, training_loss
 
 RESULTS = Path(__file__).parent / "results"
 SETTINGS = [("float32", "modified"), ("bfloat16", "modified"), ("bfloat16", "pruned")]
 
 
-def step_seconds(model: Transducer, optimizer, batch, precision: str, loss_kind: str, prune_range: int) -> float:
+def step_seconds(model: Transducer, optimizer, batch, config: TrainConfig) -> float:
+    """One training step as the trainer takes it (its loss function), timed."""
     start = time.perf_counter()
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bfloat16"):
-        if loss_kind == "pruned":
-            out = model(batch.feats, batch.feat_lengths, batch.targets, batch.target_lengths, with_ctc=True,
-                        prune_range=prune_range)
-            loss = out["transducer"].mean() + 0.5 * out["simple"].mean()
-            ctc_log_probs, enc_lengths = out["ctc_log_probs"], out["enc_lengths"]
-        else:
-            logits, enc_lengths, ctc_log_probs = model(batch.feats, batch.feat_lengths, batch.targets,
-                                                       batch.target_lengths, with_ctc=True)
-            loss = rnnt_loss(logits, batch.targets, enc_lengths, batch.target_lengths, kind="modified")
-        loss = loss + torch.nn.functional.ctc_loss(ctc_log_probs.transpose(0, 1), batch.targets, enc_lengths,
-                                                   batch.target_lengths, reduction="sum", zero_infinity=True) / len(batch.ids)
+    loss = training_loss(model, config, step=config.prune_warmup_steps, feats=batch.feats, batch=batch)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+    torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
     optimizer.step()
     return time.perf_counter() - start
 
@@ -80,8 +70,11 @@ def main() -> None:
         model.load_state_dict(trained.model.state_dict(), strict=False)
         model.train()
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
-        step_seconds(model, optimizer, batches[0], precision, loss_kind, 5)  # warm-up
-        times = [step_seconds(model, optimizer, b, precision, loss_kind, 5) for _ in range(args.passes) for b in batches]
+        train_config = TrainConfig.from_dict({"vocab_size": config.vocab_size, "model": config.to_dict(),
+                                              "precision": precision, "loss": loss_kind, "prune_range": 5,
+                                              "ctc_weight": 1.0})
+        step_seconds(model, optimizer, batches[0], train_config)  # warm-up
+        times = [step_seconds(model, optimizer, b, train_config) for _ in range(args.passes) for b in batches]
         median = statistics.median(times)
         rows.append({"precision": precision, "loss": loss_kind, "median_step_s": round(median, 3),
                      "audio_hours_per_training_hour": round(audio_seconds / median, 1)})

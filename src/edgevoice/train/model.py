@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from edgevoice.errors import ConfigError
+from edgevoice.train import rnnt_loss as L
 
 
 @dataclass
@@ -307,8 +308,6 @@ class Transducer(nn.Module):
         simple joiner's loss, and the full joiner evaluated only on `prune_range` labels
         per frame around where the simple one puts the alignment (prune_range 0: the
         full joiner everywhere, for a warm-up while the simple joiner is new)."""
-        from edgevoice.train import rnnt_loss as L
-
         if not self.config.simple_joiner:
             raise ConfigError("the pruned loss needs model.simple_joiner: true")
         # During the warm-up (prune_range 0) a new simple joiner learns on its own: its

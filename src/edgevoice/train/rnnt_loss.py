@@ -143,14 +143,18 @@ def pruning_ranges(blank_lp: torch.Tensor, emit_lp: torch.Tensor, logit_lengths:
     return torch.maximum(ranges, lowest)
 
 
+def _window_positions(ranges: torch.Tensor, width: int, num_positions: int) -> torch.Tensor:
+    """Label positions [B, T, S] of each frame's window, S = min(width, num_positions);
+    positions past the last one (the padding) repeat it: they are never on a path to the end."""
+    S = min(width, num_positions)
+    return (ranges.unsqueeze(-1) + torch.arange(S, device=ranges.device)).clamp(max=num_positions - 1)
+
+
 def gather_pruned(pred: torch.Tensor, ranges: torch.Tensor, prune_range: int) -> torch.Tensor:
-    """pred [B, U+1, J] -> [B, T, S, J]: the predictor outputs inside each frame's window,
-    S = min(prune_range, U+1) (positions past the padded labels repeat the last one; they
-    are never on a path to the end)."""
+    """pred [B, U+1, J] -> [B, T, S, J]: the predictor outputs inside each frame's window."""
     B, U1, J = pred.shape
-    T = ranges.shape[1]
-    S = min(prune_range, U1)
-    index = (ranges.unsqueeze(-1) + torch.arange(S, device=ranges.device)).clamp(max=U1 - 1)  # [B, T, S]
+    index = _window_positions(ranges, prune_range, U1)
+    _, T, S = index.shape
     return pred.gather(1, index.reshape(B, T * S, 1).expand(B, T * S, J)).reshape(B, T, S, J)
 
 
@@ -161,7 +165,7 @@ def pruned_log_probs(logits: torch.Tensor, targets: torch.Tensor, ranges: torch.
     log_probs = (logits if logits.dtype == torch.float64 else logits.float()).log_softmax(dim=-1)
     B, T, S, _ = log_probs.shape
     padded = torch.nn.functional.pad(targets, (0, 1), value=blank)  # position U has no next label
-    index = (ranges.unsqueeze(-1) + torch.arange(S, device=ranges.device)).clamp(max=targets.shape[1])
+    index = _window_positions(ranges, S, padded.shape[1])
     next_label = padded.gather(1, index.reshape(B, T * S)).reshape(B, T, S)
     return log_probs[..., blank], log_probs.gather(-1, next_label.unsqueeze(-1)).squeeze(-1)
 

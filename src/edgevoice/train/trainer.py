@@ -67,7 +67,7 @@ class TrainConfig:
     threads: int | None = None
     # "bfloat16": forward pass and losses under autocast (weights, optimizer and the
     # transducer recursion stay float32). On CPUs with AVX512-BF16 a step of the default
-    # model takes 0.4x the time, with the same loss to 3 digits.
+    # model takes about 0.6x the time (benchmarks/training_speed.py), with the same loss to 3 digits.
     precision: str = "float32"
 
     # May change between resumptions: they change how fast a run goes, not what it computes
@@ -181,6 +181,35 @@ def evaluate_greedy(model: Transducer, store: FeatureStore, indices: list[int], 
     return {"loss": total_loss / max(1, n), "wer": word_error_rate(refs, hyps), "utterances": n}
 
 
+def training_loss(model, config: TrainConfig, step: int, feats: torch.Tensor, batch, phrase_tokens=None,
+                  phrase_lengths=None) -> torch.Tensor:
+    """One batch's training loss (transducer or pruned transducer + simple joiner, plus CTC),
+    under bfloat16 autocast when configured. `model`: the Transducer or its DDP wrapper."""
+    device_type = feats.device.type
+    with torch.autocast(device_type, dtype=torch.bfloat16, enabled=config.precision == "bfloat16"):
+        # The pruned loss: the model returns per-utterance losses (the full joiner
+        # everywhere during the warm-up); otherwise the full joiner's logits.
+        prune_range = None if config.loss != "pruned" else \
+            0 if step < config.prune_warmup_steps else config.prune_range
+        outputs = model(feats, batch.feat_lengths, batch.targets, batch.target_lengths,
+                        with_ctc=config.ctc_weight > 0, phrase_tokens=phrase_tokens,
+                        phrase_lengths=phrase_lengths, prune_range=prune_range)
+        if prune_range is not None:
+            enc_lengths, ctc_log_probs = outputs["enc_lengths"], outputs.get("ctc_log_probs")
+            loss = outputs["transducer"].mean() + config.simple_loss_scale * outputs["simple"].mean()
+        else:
+            logits, enc_lengths = outputs[0], outputs[1]
+            ctc_log_probs = outputs[2] if config.ctc_weight else None
+            # rnnt_loss promotes the logits to float32; autocast runs CTC in float32.
+            loss = rnnt_loss(logits, batch.targets, enc_lengths, batch.target_lengths, kind=config.loss)
+        if config.ctc_weight:
+            ctc = torch.nn.functional.ctc_loss(
+                ctc_log_probs.transpose(0, 1), batch.targets, enc_lengths, batch.target_lengths,
+                blank=getattr(model, "module", model).blank, reduction="sum", zero_infinity=True) / len(batch.ids)
+            loss = loss + config.ctc_weight * ctc
+    return loss
+
+
 def train(config: TrainConfig, data_dirs: list[str | Path], out_dir: str | Path, progress: bool = True) -> dict:
     """Train (or resume) a transducer on the labelled utterances of `data_dirs`."""
     config.validate()
@@ -274,7 +303,6 @@ def train(config: TrainConfig, data_dirs: list[str | Path], out_dir: str | Path,
     ddp_model = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=may_skip) \
         if world > 1 else model
     generator = torch.Generator()
-    device_type = next(model.parameters()).device.type
     bias_sampler = None
     if model.biaser is not None:
         bias_sampler = BiasListSampler(entity_phrases(data_dirs), config.bias_keep_prob, config.bias_none_prob,
@@ -317,28 +345,7 @@ def train(config: TrainConfig, data_dirs: list[str | Path], out_dir: str | Path,
             if bias_sampler is not None:
                 phrases = bias_sampler.sample(batch.ids, np.random.default_rng([config.seed, step, rank, 7]))
                 phrase_tokens, phrase_lengths = phrase_batch(phrases, tokenizer)
-            with torch.autocast(device_type, dtype=torch.bfloat16, enabled=config.precision == "bfloat16"):
-                if config.loss == "pruned":
-                    outputs = ddp_model(feats, batch.feat_lengths, batch.targets, batch.target_lengths,
-                                        with_ctc=config.ctc_weight > 0, phrase_tokens=phrase_tokens,
-                                        phrase_lengths=phrase_lengths,
-                                        prune_range=0 if step < config.prune_warmup_steps else config.prune_range)
-                    enc_lengths = outputs["enc_lengths"]
-                    loss = outputs["transducer"].mean() + config.simple_loss_scale * outputs["simple"].mean()
-                    ctc_log_probs = outputs.get("ctc_log_probs")
-                else:
-                    outputs = ddp_model(feats, batch.feat_lengths, batch.targets, batch.target_lengths,
-                                        with_ctc=config.ctc_weight > 0, phrase_tokens=phrase_tokens,
-                                        phrase_lengths=phrase_lengths)
-                    logits, enc_lengths = outputs[0], outputs[1]
-                    ctc_log_probs = outputs[2] if config.ctc_weight else None
-                    # rnnt_loss promotes the logits to float32; autocast runs CTC in float32.
-                    loss = rnnt_loss(logits, batch.targets, enc_lengths, batch.target_lengths, kind=config.loss)
-                if config.ctc_weight:
-                    ctc = torch.nn.functional.ctc_loss(
-                        ctc_log_probs.transpose(0, 1), batch.targets, enc_lengths, batch.target_lengths,
-                        blank=model.blank, reduction="sum", zero_infinity=True) / len(batch.ids)
-                    loss = loss + config.ctc_weight * ctc
+            loss = training_loss(ddp_model, config, step, feats, batch, phrase_tokens, phrase_lengths)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = float(torch.nn.utils.clip_grad_norm_(trainable, config.grad_clip))
