@@ -268,15 +268,20 @@ def main() -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
+    shown_delays = [500.0]
     for name, curve, style in (("learned (acoustic + decoder + hypothesis)", test_curve, "o-"),
                                ("rule: trailing blanks >= s", rule_curve, "s--")):
         pts = [(c["premature_rate"] * 100, c["median_delay"] * 1000) for c in curve if c["median_delay"] is not None]
         ax.plot([p[0] for p in pts], [p[1] for p in pts], style, ms=3, label=name)
+        shown_delays += [p[1] for p in pts if p[0] <= 20]
     ax.axvline(1.0, color="grey", lw=0.8, ls=":")
     ax.axhline(500, color="grey", lw=0.8, ls=":")
     ax.set_xlabel("premature cuts (% of test utterances)")
     ax.set_ylabel("median delay after end of speech (ms)")
     ax.set_xlim(-0.5, 20)
+    # Thresholds that cut most utterances early reach negative delays; they would squash the
+    # region that matters into a sliver.
+    ax.set_ylim(0, max(shown_delays) * 1.08)
     ax.legend()
     ax.set_title("End-pointing trade-off (test split)")
     fig.tight_layout()

@@ -1,7 +1,8 @@
 import numpy as np
 import torch
 
-from edgevoice.train.data import Utterance, make_batches, spec_augment
+from edgevoice.audio.features import GlobalCMVN
+from edgevoice.train.data import Batch, Utterance, make_batches, perturb_features, spec_augment
 
 
 def utterances(n=2000, seed=0):
@@ -45,3 +46,46 @@ def test_spec_augment_masks_only_inside_each_utterance():
     assert y.shape == x.shape and (y == 0).any() and torch.equal(x, torch.ones(3, 200, 80))
     zero_frames = (y[2] == 0).all(dim=1).nonzero().flatten()
     assert all(int(t) < 50 for t in zero_frames)
+
+
+def perturb_batch(lengths, target_lengths, F=80):
+    rng = np.random.default_rng(0)
+    T = max(lengths)
+    x = torch.zeros(len(lengths), T, F)
+    for b, n in enumerate(lengths):
+        x[b, :n] = torch.from_numpy(rng.standard_normal((n, F)).astype(np.float32))
+    U = max(target_lengths)
+    return Batch(x, torch.tensor(lengths), torch.ones(len(lengths), U, dtype=torch.long), torch.tensor(target_lengths),
+                 [f"u{i}" for i in range(len(lengths))], ["x"] * len(lengths))
+
+
+def test_perturbation_changes_tempo_within_bounds_and_keeps_enough_frames_for_the_tokens():
+    cmvn = GlobalCMVN(np.linspace(-5, 5, 80).astype(np.float32), np.full(80, 2.0, np.float32))
+    batch = perturb_batch([400, 300, 60], [10, 5, 14])
+    out = perturb_features(batch, cmvn, torch.Generator().manual_seed(1), tempo=0.2)
+    ratios = out.feat_lengths.float() / batch.feat_lengths.float()
+    assert (ratios[:2] >= 0.79).all() and (ratios[:2] <= 1.21).all() and (ratios[:2] != 1).any()
+    # 14 tokens need at least 4 * (14 + 2) + 8 = 72 frames: a 60-frame utterance is never shortened.
+    assert out.feat_lengths[2] >= 60
+    for b in range(3):  # padding stays zero, and the batch is as long as its longest utterance
+        assert (out.feats[b, int(out.feat_lengths[b]):] == 0).all()
+    assert out.feats.shape[1] == int(out.feat_lengths.max())
+    assert torch.equal(out.targets, batch.targets) and out.ids == batch.ids
+    again = perturb_features(batch, cmvn, torch.Generator().manual_seed(1), tempo=0.2)
+    assert torch.equal(again.feats, out.feats)  # seeded: a resumed run draws the same
+
+
+def test_warp_moves_energy_along_the_mel_axis_and_off_is_the_identity():
+    cmvn = GlobalCMVN(np.zeros(80, np.float32), np.ones(80, np.float32))
+    batch = perturb_batch([100], [5])
+    batch.feats[0, :, :] = 0.0
+    batch.feats[0, :, 30] = 10.0  # one formant-like peak at bin 30
+    assert perturb_features(batch, cmvn, torch.Generator().manual_seed(0)) is batch
+    peaks = set()
+    for seed in range(8):
+        out = perturb_features(batch, cmvn, torch.Generator().manual_seed(seed), warp=0.15)
+        assert torch.equal(out.feat_lengths, batch.feat_lengths)
+        assert out.feats[0, :, 0].abs().max() < 1e-5 and out.feats[0, :, 79].abs().max() < 1e-5  # ends stay put
+        peaks.add(int(out.feats[0, 0].argmax()))
+    # Factors within 1 +- 0.15 put the peak (read at bin f from bin f * alpha) within 26-35.
+    assert len(peaks) > 1 and all(25 <= p <= 36 for p in peaks)

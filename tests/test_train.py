@@ -68,7 +68,9 @@ def test_streaming_decoding_equals_whole_utterance(overfit, corpus):
 
 def test_resume_gives_the_same_state(tmp_path):
     corpus = make_corpus(tmp_path / "corpus", copies=3)  # 12 utterances: 3 batches an epoch
-    config = dict(TINY, epochs=2, max_frames=1000, spec_augment=True, model=dict(TINY["model"], dropout=0.1))
+    # Every random augmentation on, so resuming must redraw exactly the same perturbations.
+    config = dict(TINY, epochs=2, max_frames=1000, spec_augment=True, tempo_perturb=0.1, warp_perturb=0.1,
+                  model=dict(TINY["model"], dropout=0.1))
     train(TrainConfig.from_dict(config), [corpus], tmp_path / "straight", progress=False)
     interrupted = train(TrainConfig.from_dict(dict(config, max_steps=4)), [corpus], tmp_path / "resumed", progress=False)
     assert interrupted["stopped_early"] and interrupted["steps"] == 4  # in the middle of the second epoch
@@ -109,6 +111,9 @@ def test_two_process_data_parallel_training(tmp_path):
     ({"loss": "pruned"}, "simple_joiner"),
     ({"prune_range": 0}, "prune_range"),
     ({"precision": "float8"}, "precision"),
+    ({"tempo_perturb": 0.7}, "tempo_perturb"),
+    ({"warp_perturb": -0.1}, "warp_perturb"),
+    ({"spec_time_ratio": 0.9}, "spec_time_ratio"),
     ({"model": {"simple_joiner": 1}}, "simple_joiner"),
 ])
 def test_bad_training_configs(change, message):

@@ -154,6 +154,52 @@ def collate(store: FeatureStore, indices: list[int], tokenizer: Tokenizer, cmvn:
                  [u.id for u in utts], [u.text for u in utts])
 
 
+def perturb_features(batch: Batch, cmvn: GlobalCMVN, generator: torch.Generator, tempo: float = 0.0,
+                     warp: float = 0.0, subsampling: int = 4) -> Batch:
+    """Per-utterance tempo and voice perturbation of cached features (they were computed
+    once, so the audio itself cannot be re-augmented each epoch).
+
+    Tempo: the frames are resampled in time by a factor in [1 - tempo, 1 + tempo] (speech
+    faster or slower, pitch kept, as sox's tempo). Never shortened below what the
+    transducer needs to emit every token (one per encoder frame at most).
+    Warp: the mel axis is stretched by a factor in [1 - warp, 1 + warp] below 80 % of the
+    band and linearly joined to the top bin above it (vocal tract length perturbation), on
+    the un-normalized log-mel values: a different voice saying the same thing.
+    """
+    if not tempo and not warp:
+        return batch
+    mean, std = torch.from_numpy(cmvn.mean), torch.from_numpy(cmvn.std)
+    B, _, F = batch.feats.shape
+    bins = torch.arange(F, dtype=torch.float32)
+    out = []
+    for b in range(B):
+        length = int(batch.feat_lengths[b])
+        x = batch.feats[b, :length] * std + mean
+        if warp:
+            alpha = 1.0 + (2 * float(torch.rand((), generator=generator)) - 1) * warp
+            knee = 0.8 * (F - 1) * min(1.0, 1.0 / alpha)
+            src = torch.where(bins <= knee, bins * alpha,
+                              knee * alpha + (bins - knee) * ((F - 1) - knee * alpha) / ((F - 1) - knee))
+            src = src.clamp(0, F - 1)
+            lo = src.floor().long()
+            hi = (lo + 1).clamp(max=F - 1)
+            frac = src - lo
+            x = x[:, lo] * (1 - frac) + x[:, hi] * frac
+        if tempo:
+            factor = 1.0 + (2 * float(torch.rand((), generator=generator)) - 1) * tempo
+            needed = subsampling * (int(batch.target_lengths[b]) + 2) + 2 * subsampling
+            new_length = max(int(round(length * factor)), min(length, needed))
+            if new_length != length:
+                x = torch.nn.functional.interpolate(x.T[None], size=new_length, mode="linear",
+                                                    align_corners=False)[0].T
+        out.append((x - mean) / std)
+    T = max(len(x) for x in out)
+    feats = torch.zeros(B, T, F)
+    for b, x in enumerate(out):
+        feats[b, : len(x)] = x
+    return Batch(feats, torch.tensor([len(x) for x in out]), batch.targets, batch.target_lengths, batch.ids, batch.texts)
+
+
 def spec_augment(feats: torch.Tensor, lengths: torch.Tensor, generator: torch.Generator,
                  freq_masks: int = 2, freq_width: int = 15, time_masks: int = 2, time_ratio: float = 0.05) -> torch.Tensor:
     """SpecAugment (no time warp): zero random frequency bands and time spans, per utterance."""

@@ -23,7 +23,7 @@ from edgevoice.audio.features import FeatureConfig, GlobalCMVN
 from edgevoice.errors import ConfigError
 from edgevoice.text.tokenizer import Tokenizer
 from edgevoice.train.data import (BiasListSampler, FeatureStore, collate, entity_phrases, make_batches, phrase_batch,
-                                  spec_augment)
+                                  perturb_features, spec_augment)
 from edgevoice.train.model import ModelConfig, Transducer
 from edgevoice.train.rnnt_loss import rnnt_loss
 
@@ -49,6 +49,15 @@ class TrainConfig:
     grad_clip: float = 5.0
     seed: int = 0
     spec_augment: bool = True
+    spec_time_masks: int = 2  # per utterance, each up to spec_time_ratio of its length
+    spec_time_ratio: float = 0.05
+    spec_freq_masks: int = 2  # per utterance, each up to spec_freq_width mel bins
+    spec_freq_width: int = 15
+    # Per-utterance perturbation of the cached features each time they are seen
+    # (data.perturb_features): tempo factor within 1 +- tempo_perturb, mel-axis warp
+    # (another voice) within 1 +- warp_perturb. 0 = off.
+    tempo_perturb: float = 0.0
+    warp_perturb: float = 0.0
     train_splits: list = field(default_factory=lambda: ["train"])
     dev_splits: list = field(default_factory=lambda: ["dev"])
     dev_utterances: int = 300  # greedy WER measured on this many dev utterances per epoch
@@ -92,6 +101,12 @@ class TrainConfig:
             raise ConfigError(f"precision must be 'float32' or 'bfloat16', got {self.precision!r}")
         if self.average_last < 1:
             raise ConfigError("average_last must be at least 1")
+        if not (0 <= self.tempo_perturb < 0.5 and 0 <= self.warp_perturb < 0.5):
+            raise ConfigError(f"tempo_perturb and warp_perturb must be within [0, 0.5), got "
+                              f"{self.tempo_perturb} and {self.warp_perturb}")
+        if min(self.spec_time_masks, self.spec_freq_masks, self.spec_freq_width) < 0 or not 0 <= self.spec_time_ratio <= 0.5:
+            raise ConfigError("spec_time_masks, spec_freq_masks and spec_freq_width must be >= 0, "
+                              "spec_time_ratio within [0, 0.5]")
         if not (0 <= self.bias_keep_prob <= 1 and 0 <= self.bias_none_prob <= 1) or self.bias_max_distractors < 0:
             raise ConfigError("bias_keep_prob and bias_none_prob must be within 0-1, bias_max_distractors >= 0")
         return self
@@ -338,7 +353,10 @@ def train(config: TrainConfig, data_dirs: list[str | Path], out_dir: str | Path,
             batch = collate(train_store, batches[batch_in_epoch], tokenizer, cmvn)
             # Seeded per step, so a resumed run draws exactly the masks an uninterrupted one would.
             generator.manual_seed((config.seed * 1_000_003 + step) * 64 + rank)
-            feats = spec_augment(batch.feats, batch.feat_lengths, generator) if config.spec_augment else batch.feats
+            batch = perturb_features(batch, cmvn, generator, config.tempo_perturb, config.warp_perturb)
+            feats = spec_augment(batch.feats, batch.feat_lengths, generator, config.spec_freq_masks,
+                                 config.spec_freq_width, config.spec_time_masks,
+                                 config.spec_time_ratio) if config.spec_augment else batch.feats
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, total_steps, config)
             phrase_tokens = phrase_lengths = None
