@@ -192,6 +192,19 @@ def measure_cloud(rows: list[dict], lm_dir: str) -> None:
                     r[key] = time.perf_counter() - t0
 
 
+def reference_text_cues(records: list[dict], nlu) -> dict:
+    """How far the words alone separate pauses from ends: pauses after a prefix that already
+    parses as a complete command (an end-pointer trusting completeness would cut there)."""
+    with_pauses = after_complete = 0
+    for r in records:
+        words = r["text"].split()
+        if r["pauses"]:
+            with_pauses += 1
+            after_complete += any(nlu.is_complete(" ".join(words[: p["after_word"]])) for p in r["pauses"])
+    return {"utterances": len(records), "with_pauses": with_pauses, "pause_after_complete_prefix": after_complete,
+            "complete_commands": sum(bool(nlu.is_complete(r["text"])) for r in records)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="models/default")
@@ -248,6 +261,7 @@ def main() -> None:
     if args.lm and Path(args.lm, "lm.pt").exists():
         measure_cloud(learned_rows, args.lm)
     result = {
+        "reference_text_cues": reference_text_cues(test, nlu),
         "command": "python benchmarks/endpointing_eval.py --model {} --corpus {} --text-corpus {}".format(
             args.model, args.corpus, args.text_corpus),
         "dev_utterances": len(dev), "test_utterances": len(test), "chunk_seconds": chunk_seconds,
@@ -312,7 +326,13 @@ def main() -> None:
                      f"{v['cloud_round_trip_median_ms']:.0f} ms; no network)")
         lines.append(f"| {label} | {ms(v['median_without_speculation'])} | {ms(v['median_with_speculation'])} | "
                      f"{ms(v['median_saving'])} |")
-    lines += ["", "Trade-off curve: `endpointing_eval.png`."]
+    cues = result["reference_text_cues"]
+    lines += ["", "Trade-off curve: `endpointing_eval.png`.", "",
+              f"What the words could tell, on the reference text: {cues['with_pauses']} of {cues['utterances']} test "
+              f"utterances hold a pause; {cues['pause_after_complete_prefix']} of them pause after words that already "
+              f"parse as a complete command, and {cues['complete_commands']} whole utterances parse as complete commands. "
+              "Each piece between pauses is synthesized separately, so its end sounds final: the acoustics cannot tell a "
+              "pause from the end, the words can when they are recognized."]
     (RESULTS / "endpointing_eval.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
