@@ -240,7 +240,9 @@ def main() -> None:
                 continue
             rows.append((feature_vector(o), int(o.time >= rec["speech_end"])))
     weights = LearnedEndpointer.fit(rows)
-    thresholds = [round(x, 3) for x in np.linspace(0.05, 0.995, 60)]
+    # Evenly spaced in log-odds: the thresholds that keep premature cuts rare lie far up the
+    # sigmoid (0.995 and beyond), where a linear grid has no room.
+    thresholds = [float(1 / (1 + np.exp(-z))) for z in np.linspace(-3.0, 10.0, 66)]
 
     def learned(th, lookahead=0.0):
         ep = LearnedEndpointer(weights, th, eos=eos)
