@@ -1,5 +1,5 @@
 """The bundled default model and sample audio, exactly as the README's main command uses
-them: the model directory validates (checksums, format), both precisions load, and the
+them: both precisions load (which checks the format and every file's checksum), and the
 recognizer gets most words of the bundled commands (spoken by held-out voices) right. A
 guard against shipping a broken or mismatched export, not an accuracy benchmark (that is
 benchmarks/recognizer_eval.py)."""
@@ -41,15 +41,6 @@ def test_bundled_model_recognizes_the_bundled_samples(precision):
     # The shipped (stage-8) model makes 6 word errors in these 28 words, float32 and int8 alike.
     assert word_error_rate(references, hypotheses) <= 0.4, list(zip(references, hypotheses))
     assert any(h.startswith("hey edgevoice") for h in hypotheses)
-
-
-def test_bundled_model_metadata_matches_its_files():
-    meta = json.loads((MODEL / "metadata.json").read_text())
-    assert meta["sample_rate"] == 16000
-    assert (MODEL / "tokenizer.model").is_file()
-    for variant in meta["variants"].values():
-        for file in variant.values():
-            assert (MODEL / file).is_file(), file
 
 
 def test_readme_main_command_runs():
