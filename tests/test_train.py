@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -69,11 +70,13 @@ def test_streaming_decoding_equals_whole_utterance(overfit, corpus):
 def test_resume_gives_the_same_state(tmp_path):
     corpus = make_corpus(tmp_path / "corpus", copies=3)  # 12 utterances: 3 batches an epoch
     # Every random augmentation on, so resuming must redraw exactly the same perturbations.
-    config = dict(TINY, epochs=2, max_frames=1000, spec_augment=True, tempo_perturb=0.1, warp_perturb=0.1,
+    config = dict(TINY, epochs=2, max_frames=1000, average_last=2, spec_augment=True, tempo_perturb=0.1, warp_perturb=0.1,
                   model=dict(TINY["model"], dropout=0.1))
     train(TrainConfig.from_dict(config), [corpus], tmp_path / "straight", progress=False)
     interrupted = train(TrainConfig.from_dict(dict(config, max_steps=4)), [corpus], tmp_path / "resumed", progress=False)
     assert interrupted["stopped_early"] and interrupted["steps"] == 4  # in the middle of the second epoch
+    # The state at the stop is part of the interim model, with the epoch before it.
+    assert interrupted["averaged"] == ["epoch-1.pt", "last.pt"]
     train(TrainConfig.from_dict(config), [corpus], tmp_path / "resumed", progress=False)
     a = torch.load(tmp_path / "straight" / "checkpoints" / "last.pt", weights_only=False)
     b = torch.load(tmp_path / "resumed" / "checkpoints" / "last.pt", weights_only=False)
@@ -82,6 +85,18 @@ def test_resume_gives_the_same_state(tmp_path):
         assert torch.equal(a["model"][k], b["model"][k]), k
     with pytest.raises(ConfigError, match="another config"):
         train(TrainConfig.from_dict(dict(config, lr=0.1)), [corpus], tmp_path / "resumed", progress=False)
+
+
+def test_averaging_sources_include_the_state_at_a_mid_epoch_stop():
+    from edgevoice.train.trainer import averaging_sources
+
+    epochs = [Path(f"epoch-{i}.pt") for i in (1, 2, 3)]
+    last = Path("last.pt")
+    assert averaging_sources(epochs, last, 2, stopped_mid_epoch=False) == epochs[-2:]
+    assert averaging_sources(epochs, last, 2, stopped_mid_epoch=True) == [epochs[-1], last]
+    assert averaging_sources(epochs, last, 1, stopped_mid_epoch=True) == [last]
+    assert averaging_sources([], last, 3, stopped_mid_epoch=True) == [last]
+    assert averaging_sources([], last, 3, stopped_mid_epoch=False) == [last]
 
 
 def test_two_process_data_parallel_training(tmp_path):

@@ -52,10 +52,8 @@ sed 's#init_from: models/default/model.pt#init_from: runs/default-stage7/model.p
 $EV train --config runs/train_stage8.yaml --out runs/default-stage8 --data corpora/bench20 --data corpora/extra40 \
   --data corpora/real/fsdd --data corpora/real/asterisk_en --data corpora/real/wakeword
 # The shipped run stopped at max_hours, 80 % of the way through its schedule; its model.pt
-# averages the epoch-2 checkpoint and the state at the stop (NOTES.md), not epochs 1-2.
-.venv/bin/python -c 'import torch; from pathlib import Path; from edgevoice.train.trainer import average_checkpoints as avg
-c = Path("runs/default-stage8/checkpoints"); m = torch.load("runs/default-stage8/model.pt", weights_only=False)
-torch.save({**m, "model": avg([c / "epoch-2.pt", c / "last.pt"]), "averaged": ["epoch-2.pt", "last.pt"]}, "runs/default-stage8/model.pt")'
+# averages the epoch-2 checkpoint and the state at the stop (NOTES.md), which is what the
+# trainer does for a run stopped inside an epoch.
 
 # Ship: the averaged model, what is needed to use it, and its device export; the training
 # records of stage 8 (train_summary.json, log.csv, curves.png) and of stages 3, 5, 6 and 7

@@ -162,6 +162,15 @@ def _dist():
     return rank, world
 
 
+def averaging_sources(epochs: list[Path], last: Path, average_last: int, stopped_mid_epoch: bool) -> list[Path]:
+    """The checkpoints averaged into model.pt. A run stopped inside an epoch (max_hours,
+    max_steps) has trained past its last epoch checkpoint: the state at the stop is the most
+    trained one (and, late in a decaying schedule, the best), so it replaces the oldest epoch."""
+    if stopped_mid_epoch:
+        return [*epochs[-(average_last - 1) :], last] if average_last > 1 else [last]
+    return epochs[-average_last:] if epochs else [last]
+
+
 def average_checkpoints(paths: list[Path]) -> dict:
     states = [torch.load(p, map_location="cpu", weights_only=False)["model"] for p in paths]
     avg = {}
@@ -408,7 +417,7 @@ def train(config: TrainConfig, data_dirs: list[str | Path], out_dir: str | Path,
         if stopped_early:
             save(last)
         epochs = sorted(ckpt_dir.glob("epoch-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
-        sources = epochs[-config.average_last :] if epochs else [last]
+        sources = averaging_sources(epochs, last, config.average_last, stopped_mid_epoch=stopped_early and batch_in_epoch > 0)
         torch.save({"model": average_checkpoints(sources), "config": config.to_dict(),
                     "averaged": [p.name for p in sources]}, out / "model.pt")
         summary["averaged"] = [p.name for p in sources]
