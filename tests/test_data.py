@@ -89,3 +89,23 @@ def test_warp_moves_energy_along_the_mel_axis_and_off_is_the_identity():
         peaks.add(int(out.feats[0, 0].argmax()))
     # Factors within 1 +- 0.15 put the peak (read at bin f from bin f * alpha) within 26-35.
     assert len(peaks) > 1 and all(25 <= p <= 36 for p in peaks)
+
+
+def test_feature_cache_holds_each_utterances_frames_and_is_reused(corpus, tmp_path):
+    from edgevoice.audio.features import FeatureConfig, compute_fbank
+    from edgevoice.audio.io import read_audio
+    from edgevoice.train.data import FeatureStore
+
+    store = FeatureStore.build([corpus], tmp_path, FeatureConfig(), splits=("train",), jobs=2, progress=False)
+    assert [u.split for u in store.utterances] == ["train"] * 4
+    offsets = [u.offset for u in store.utterances]
+    assert offsets == sorted(offsets) and store.feats.shape[0] == sum(u.frames for u in store.utterances)
+    for u in store.utterances:
+        expected = compute_fbank(read_audio(corpus / f"u{u.id[5]}.flac"), FeatureConfig()).astype(np.float16)
+        assert np.array_equal(store.features(u), expected.astype(np.float32))
+    cached = sorted(p.name for p in tmp_path.iterdir())
+    assert len(cached) == 2 and not any("tmp" in name for name in cached)  # no leftovers of the build
+    mtime = next(tmp_path.glob("*.npy")).stat().st_mtime_ns
+    again = FeatureStore.build([corpus], tmp_path, FeatureConfig(), splits=("train",), jobs=2, progress=False)
+    assert next(tmp_path.glob("*.npy")).stat().st_mtime_ns == mtime
+    assert np.array_equal(np.asarray(again.feats), np.asarray(store.feats))
