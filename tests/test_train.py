@@ -182,3 +182,17 @@ def test_init_from_continues_from_trained_weights(overfit, corpus, tmp_path, mon
     with pytest.raises(ConfigError, match="cannot initialize"):
         train(TrainConfig.from_dict(dict(config, init_from=str(tmp_path / "nothing.pt"))), [corpus],
               tmp_path / "bad", progress=False)
+
+
+def test_bfloat16_on_a_cpu_without_bfloat16_units_is_warned_about(tmp_path):
+    from edgevoice.train.trainer import bfloat16_warning, cpu_flags
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f\n")
+    assert cpu_flags(info) == {"fpu", "sse2", "avx2", "avx512f"}
+    assert "float32" in bfloat16_warning("bfloat16", cpu_flags(info), on_gpu=False)
+    assert bfloat16_warning("float32", cpu_flags(info), on_gpu=False) is None
+    assert bfloat16_warning("bfloat16", cpu_flags(info), on_gpu=True) is None
+    info.write_text("processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16\n")
+    assert bfloat16_warning("bfloat16", cpu_flags(info), on_gpu=False) is None
+    assert cpu_flags(tmp_path / "missing") is None and bfloat16_warning("bfloat16", None, on_gpu=False) is None
