@@ -94,14 +94,16 @@ def test_warp_moves_energy_along_the_mel_axis_and_off_is_the_identity():
 def test_feature_cache_holds_each_utterances_frames_and_is_reused(corpus, tmp_path):
     from edgevoice.audio.features import FeatureConfig, compute_fbank
     from edgevoice.audio.io import read_audio
+    from edgevoice.corpus.manifest import read_manifest
     from edgevoice.train.data import FeatureStore
 
+    audio_of = {r["id"]: r["audio"] for r in read_manifest(corpus / "manifest.jsonl")}
     store = FeatureStore.build([corpus], tmp_path, FeatureConfig(), splits=("train",), jobs=2, progress=False)
     assert [u.split for u in store.utterances] == ["train"] * 4
     offsets = [u.offset for u in store.utterances]
     assert offsets == sorted(offsets) and store.feats.shape[0] == sum(u.frames for u in store.utterances)
     for u in store.utterances:
-        expected = compute_fbank(read_audio(corpus / f"u{u.id[5]}.flac"), FeatureConfig()).astype(np.float16)
+        expected = compute_fbank(read_audio(corpus / audio_of[u.id]), FeatureConfig()).astype(np.float16)
         assert np.array_equal(store.features(u), expected.astype(np.float32))
     cached = sorted(p.name for p in tmp_path.iterdir())
     assert len(cached) == 2 and not any("tmp" in name for name in cached)  # no leftovers of the build
