@@ -8,14 +8,18 @@ The end-pointing set comes from `edgevoice corpus build --profile endpointing` (
 on, noise bursts after the command); its dev split fits and tunes the learned end-pointer,
 its test split (unseen voices and sentences) is what is reported.
 
-1. Every utterance is decoded once, recording the per-frame evidence (FrameObservation).
-2. The learned end-pointer (logistic) is fitted on dev frames; its threshold is the lowest
-   one whose premature-cut rate on dev stays within the target.
-3. On test, streams run with the real event code (partial / speculative_end / final_end),
+1. The speech detector (logistic over the encoder's frames) is fitted on the dev streams,
+   frames labelled from the manifest's layout (speech segments, pauses, hesitations).
+2. Every utterance is decoded again with it, recording the per-frame evidence
+   (FrameObservation) the stream computes.
+3. The learned end-pointer (logistic) is fitted on dev frames twice, on all the evidence
+   and on silence alone; each one's threshold is the lowest whose premature-cut rate on dev
+   stays within the target, and the one with the lower dev median delay is shipped.
+4. On test, streams run with the real event code (partial / speculative_end / final_end),
    for the learned end-pointer and for the rule baseline (sherpa-onnx: 1.2 s / 2.4 s).
    A decision can only be made when a chunk has been decoded, so its time is the end of
    that chunk; the delay is from the true end of speech (manifest) to it.
-4. Latency to intent: without speculation the on-device understanding starts at the final
+5. Latency to intent: without speculation the on-device understanding starts at the final
    end; with it, at the speculative end, and its result is used when the final end
    confirms it (else understanding restarts on the revised hypothesis). With `--lm`, the
    same for the real cloud path: each request's speculative and final lattices are posted
@@ -37,7 +41,8 @@ import numpy as np
 
 from edgevoice.audio.io import read_audio
 from edgevoice.corpus.manifest import audio_path, read_manifest
-from edgevoice.device.endpoint import FEATURES, EndOfSentenceModel, LearnedEndpointer, RuleEndpointer, feature_vector
+from edgevoice.device.endpoint import (FEATURES, SILENCE_FEATURES, EndOfSentenceModel, LearnedEndpointer, RuleEndpointer,
+                                       SpeechDetector, feature_vector)
 from edgevoice.device.nlu import TemplateNLU
 from edgevoice.corpus.layout import strip_wake_word
 from edgevoice.device.recognizer import Recognizer
@@ -50,6 +55,7 @@ class _Never:
     """Records evidence without ever ending the stream."""
 
     eos = None
+    speech_detector = None
 
     def is_end(self, obs, lookahead=0.0):
         return False
@@ -58,14 +64,63 @@ class _Never:
         return False
 
 
-def observe(recognizer, nlu, eos, samples):
+def observe(recognizer, nlu, eos, samples, detector=None, encoder_frames=False):
     never = _Never()
-    never.eos = eos
+    never.eos, never.speech_detector = eos, detector
     stream = recognizer.create_stream(never, nlu)
     stream.record_observations = True
     stream.accept_waveform(16000, samples)
     stream.finish()
+    if encoder_frames:
+        return stream.observations, np.concatenate(stream.observed_encoder_frames)
     return stream.observations
+
+
+def speech_labels(rec: dict, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(is speech, usable) for encoder frames ending at `times`, from the layout in the
+    manifest: speech from the first to the last segment, less the silent parts of pauses
+    (a hesitation inside a pause is speech). The manifest does not record where the command
+    starts after a wake word, so frames that may fall in that gap (at most 0.7 s) are not used."""
+    centre = times - 0.02
+    speech = (centre >= rec["speech_start"]) & (centre <= rec["speech_end"])
+    for p in rec.get("pauses", []):
+        f = p.get("filler")
+        silent = (centre > p["start"]) & (centre < p["end"])
+        if f:
+            silent &= ~((centre >= f["start"]) & (centre <= f["end"]))
+        speech &= ~silent
+    usable = np.ones(len(times), bool)
+    if rec.get("wake_word"):
+        end = rec["wake_word"]["end"]
+        usable &= ~((centre > end) & (centre < end + 0.7))
+    return speech, usable
+
+
+def fit_speech_detector(recognizer, nlu, eos, records, folder) -> tuple[SpeechDetector, dict]:
+    xs, ys = [], []
+    for rec in records:
+        obs, enc = observe(recognizer, nlu, eos, read_audio(audio_path(rec, folder)), encoder_frames=True)
+        n = min(len(obs), len(enc))
+        y, usable = speech_labels(rec, np.array([o.time for o in obs[:n]]))
+        xs.append(SpeechDetector.inputs(enc[:n], np.array([o.blank_prob for o in obs[:n]]))[usable])
+        ys.append(y[usable])
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    detector = SpeechDetector.fit(x, y)
+    p = detector.probability(x[:, :-1], x[:, -1])
+    return detector, {"frames": int(len(y)), "speech_share": round(float(y.mean()), 4),
+                      "frame_accuracy_dev": round(float(((p >= detector.threshold) == (y > 0)).mean()), 4)}
+
+
+def detector_accuracy(detector, observations, records) -> float:
+    """Frame accuracy on held-out streams, from the speech silence the stream tracked: a frame
+    counts as heard speech where speech_silence is zero."""
+    right = total = 0
+    for rec, obs in zip(records, observations):
+        y, usable = speech_labels(rec, np.array([o.time for o in obs]))
+        heard = np.array([o.speech_silence == 0.0 for o in obs])
+        right += int((heard == y)[usable].sum())
+        total += int(usable.sum())
+    return round(right / max(1, total), 4)
 
 
 def decision_time(obs_list, decide, chunk_seconds):
@@ -137,7 +192,10 @@ def summarize_events(rows, nlu, chunk_seconds):
                     "speculative_premature_rate": sum(r["speculative_times"][0] < r["speech_end"] for r in with_spec) / len(rows),
                     "speculative_lead_median": statistics.median(lead),
                     "speculative_equals_final": sum(r["confirmed"] for r in with_spec) / len(with_spec),
-                    "reset_rate": sum(r["reset"] for r in rows) / len(rows)})
+                    # Work started at a speculation is restarted when a later speculation replaces
+                    # it (speculative_end with reset) or the final end revises it.
+                    "reset_rate": sum(r["reset"] or len(r["speculative_times"]) > 1 for r in rows) / len(rows),
+                    "final_reset_rate": sum(r["reset"] for r in rows) / len(rows)})
     # Latency to intent: the on-device understanding's time is measured on the hypotheses
     # themselves; a cloud round trip (rescoring + understanding there) is added as an
     # assumed delay, since what speculation saves is bounded by the downstream time.
@@ -211,8 +269,10 @@ def main() -> None:
     ap.add_argument("--corpus", default="corpora/endpointing")
     ap.add_argument("--text-corpus", default="corpora/bench20", help="corpus whose train-split text fits the end-of-sentence model")
     ap.add_argument("--chunk-frames", type=int, default=8, help="decode (and decide) every N 10 ms frames")
-    ap.add_argument("--lookahead", type=float, default=0.24,
-                    help="speculative look-ahead (s); decisions fall on chunk ends, so 0.24 s is three 80 ms chunks")
+    ap.add_argument("--lookahead", type=float, default=None,
+                    help="speculative look-ahead (s); default: the longest of 0.16-0.32 s whose speculations on dev "
+                         "come before the end of speech (each a reset later) in at most --reset-target of utterances")
+    ap.add_argument("--reset-target", type=float, default=0.04, help="premature speculations allowed on dev")
     ap.add_argument("--premature-target", type=float, default=0.005, help="premature-cut rate allowed on dev")
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--lm", default="models/cloud-lm",
@@ -229,9 +289,13 @@ def main() -> None:
     eos = EndOfSentenceModel.fit(train_text)
 
     t0 = time.time()
-    obs_dev = [observe(recognizer, nlu, eos, read_audio(audio_path(r, folder))) for r in dev]
-    obs_test = [observe(recognizer, nlu, eos, read_audio(audio_path(r, folder))) for r in test]
+    # The speech detector is fitted on the dev streams' encoder frames first; then every stream
+    # is observed again with it, so its evidence comes from the stream code the device runs.
+    detector, detector_fit = fit_speech_detector(recognizer, nlu, eos, dev, folder)
+    obs_dev = [observe(recognizer, nlu, eos, read_audio(audio_path(r, folder)), detector) for r in dev]
+    obs_test = [observe(recognizer, nlu, eos, read_audio(audio_path(r, folder)), detector) for r in test]
     observe_seconds = time.time() - t0
+    detector_fit["frame_accuracy_test"] = detector_accuracy(detector, obs_test, test)
 
     rows = []
     for rec, obs in zip(dev, obs_dev):
@@ -239,22 +303,57 @@ def main() -> None:
             if o.time < rec["speech_start"] or o.time > rec["speech_end"] + 2.0:
                 continue
             rows.append((feature_vector(o), int(o.time >= rec["speech_end"])))
-    weights = LearnedEndpointer.fit(rows)
     # Evenly spaced in log-odds: the thresholds that keep premature cuts rare lie far up the
     # sigmoid (0.995 and beyond), where a linear grid has no room.
     thresholds = [float(1 / (1 + np.exp(-z))) for z in np.linspace(-3.0, 10.0, 66)]
 
-    def learned(th, lookahead=0.0):
-        ep = LearnedEndpointer(weights, th, eos=eos)
-        return lambda o: ep.is_end(o, lookahead)
+    def decider(weights):
+        def learned(th, lookahead=0.0):
+            ep = LearnedEndpointer(weights, th, eos=eos)
+            return lambda o: ep.is_end(o, lookahead)
+        return learned
 
-    dev_curve = sweep(dev, obs_dev, learned, thresholds, chunk_seconds)
-    ok = [c for c in dev_curve if c["premature_rate"] <= args.premature_target and c["median_delay"] is not None]
-    best = min(ok, key=lambda c: c["median_delay"]) if ok else dev_curve[-1]
-    endpointer = LearnedEndpointer(weights, best["threshold"], speculative_lookahead=args.lookahead, eos=eos)
+    # Two candidates, both fitted on dev frames: all the evidence, and silence alone (how long the
+    # speech detector and the decoder have heard nothing). The one with the lower dev median
+    # delay within the premature-cut target is shipped; both are reported on test.
+    candidates = {}
+    for name, features in (("all evidence", FEATURES), ("silence only", SILENCE_FEATURES)):
+        weights = LearnedEndpointer.fit(rows, features=features)
+        dev_curve = sweep(dev, obs_dev, decider(weights), thresholds, chunk_seconds)
+        ok = [c for c in dev_curve if c["premature_rate"] <= args.premature_target and c["median_delay"] is not None]
+        best = min(ok, key=lambda c: c["median_delay"]) if ok else dev_curve[-1]
+        test_curve = sweep(test, obs_test, decider(weights), thresholds, chunk_seconds)
+        at = next(c for c in test_curve if c["threshold"] == best["threshold"])
+        candidates[name] = {"features": list(features), "weights": dict(zip(FEATURES, weights)),
+                            "threshold": best["threshold"], "dev_at_threshold": best, "test_at_threshold": at,
+                            "test_curve": test_curve, "_weights": weights}
+        print(f"{name}: dev median {best['median_delay']:.3f} s, premature {best['premature_rate']:.1%}; "
+              f"test median {at['median_delay']:.3f} s, premature {at['premature_rate']:.1%}", flush=True)
+    chosen = min(candidates, key=lambda n: candidates[n]["dev_at_threshold"]["median_delay"]
+                 if candidates[n]["dev_at_threshold"]["premature_rate"] <= args.premature_target else float("inf"))
+    weights, best = candidates[chosen]["_weights"], candidates[chosen]["dev_at_threshold"]
+    for c in candidates.values():
+        del c["_weights"]
+    # The speculative end-pointer is the final one assuming `lookahead` more seconds of silence:
+    # the longer, the earlier it fires, and the more often inside a pause (a reset later).
+    lookaheads = {}
+    final_dev = [decision_time(obs, decider(weights)(best["threshold"]), chunk_seconds) for obs in obs_dev]
+    for la in (0.16, 0.2, 0.24, 0.28, 0.32):
+        spec = [decision_time(obs, decider(weights)(best["threshold"], la), chunk_seconds) for obs in obs_dev]
+        pairs = [(s_, f) for s_, f in zip(spec, final_dev) if s_ is not None and f is not None]
+        lookaheads[la] = {"premature_rate": sum(s_ < r["speech_end"] for s_, r in zip(spec, dev) if s_ is not None) / len(dev),
+                          "median_lead": statistics.median(f - s_ for s_, f in pairs) if pairs else None}
+    lookahead = args.lookahead
+    if lookahead is None:
+        within = [la for la, v in lookaheads.items() if v["premature_rate"] <= args.reset_target]
+        lookahead = max(within) if within else min(lookaheads)
+    print("speculative look-ahead on dev:", {la: {k: round(v, 3) for k, v in d.items() if v is not None}
+                                            for la, d in lookaheads.items()}, "->", lookahead, flush=True)
+    endpointer = LearnedEndpointer(weights, best["threshold"], speculative_lookahead=lookahead, eos=eos,
+                                   speech_detector=detector)
     endpointer.save(Path(args.model) / "endpointer.json")
 
-    test_curve = sweep(test, obs_test, learned, thresholds, chunk_seconds)
+    test_curve = candidates[chosen]["test_curve"]
     rule_curve = sweep(test, obs_test, lambda s: (lambda o, r=RuleEndpointer(silence_after_speech=s): r.is_end(o)),
                        [round(x, 2) for x in np.arange(0.2, 2.01, 0.1)], chunk_seconds)
 
@@ -267,7 +366,10 @@ def main() -> None:
         "command": "python benchmarks/endpointing_eval.py --model {} --corpus {} --text-corpus {}".format(
             args.model, args.corpus, args.text_corpus),
         "dev_utterances": len(dev), "test_utterances": len(test), "chunk_seconds": chunk_seconds,
-        "learned": {"weights": dict(zip(FEATURES, weights)),
+        "speech_detector": detector_fit,
+        "candidates": candidates, "chosen": chosen,
+        "speculative_lookahead_dev": {str(k): v for k, v in lookaheads.items()}, "speculative_lookahead": lookahead,
+        "learned": {"weights": dict(zip(FEATURES, weights)), "features": candidates[chosen]["features"],
                     "threshold": best["threshold"], "dev_at_threshold": best,
                     "test": summarize_events(learned_rows, nlu, chunk_seconds)},
         "rule_baseline": {"settings": "1.2 s after speech, 2.4 s without, 20 s max (sherpa-onnx defaults)",
@@ -285,7 +387,9 @@ def main() -> None:
 
     fig, ax = plt.subplots(figsize=(6, 4))
     shown_delays = [500.0]
-    for name, curve, style in (("learned (acoustic + decoder + hypothesis)", test_curve, "o-"),
+    for name, curve, style in (("learned: all evidence", candidates["all evidence"]["test_curve"], "o-"),
+                               ("learned: silence only (speech detector + decoder)",
+                                candidates["silence only"]["test_curve"], "^-"),
                                ("rule: trailing blanks >= s", rule_curve, "s--")):
         pts = [(c["premature_rate"] * 100, c["median_delay"] * 1000) for c in curve if c["median_delay"] is not None]
         ax.plot([p[0] for p in pts], [p[1] for p in pts], style, ms=3, label=name)
@@ -308,7 +412,11 @@ def main() -> None:
     lines = [f"# End-pointing on the test split ({len(test)} utterances; decisions every {chunk_seconds * 1000:.0f} ms)", "",
              f"`{result['command']}`", "",
              "| end-pointer | median delay | p90 delay | premature cuts |", "|---|---|---|---|",
-             f"| final, learned | {ms(L['final_median_delay'])} | {ms(L['final_p90_delay'])} | {L['final_premature_rate']:.1%} |",
+             f"| final, learned ({chosen}; shipped) | {ms(L['final_median_delay'])} | {ms(L['final_p90_delay'])} | "
+             f"{L['final_premature_rate']:.1%} |",
+             *[f"| final, learned ({n}; at its dev threshold, not shipped) | {ms(c['test_at_threshold']['median_delay'])} | "
+               f"{ms(c['test_at_threshold']['p90_delay'])} | {c['test_at_threshold']['premature_rate']:.1%} |"
+               for n, c in candidates.items() if n != chosen],
              f"| speculative (learned, +{endpointer.speculative_lookahead:.2f} s look-ahead) | "
              f"{ms(L.get('speculative_median_delay', float('nan')))} | {ms(L.get('speculative_p90_delay', float('nan')))} | "
              f"{L.get('speculative_premature_rate', float('nan')):.1%} |",
@@ -316,8 +424,14 @@ def main() -> None:
              f"{R['final_premature_rate']:.1%} |", "",
              f"- speculative end before the final one: median {ms(L.get('speculative_lead_median', float('nan')))}; "
              f"speculation confirmed by the final end-pointer: {L.get('speculative_equals_final', float('nan')):.1%}; "
-             f"resets: {L.get('reset_rate', float('nan')):.1%} of utterances",
+             f"resets (a later speculation or the final end replaced the one downstream work started on): "
+             f"{L.get('reset_rate', float('nan')):.1%} of utterances (at the final end alone: "
+             f"{L.get('final_reset_rate', float('nan')):.1%}); look-ahead {lookahead:.2f} s, the longest whose dev "
+             f"speculations came before the end of speech in at most {args.reset_target:.0%} of utterances",
              f"- on-device understanding takes {L['nlu_ms_median']:.1f} ms (median)",
+             f"- speech detector (logistic over encoder frames, fitted on {detector_fit['frames']:,} dev frames): "
+             f"frame accuracy {detector_fit['frame_accuracy_dev']:.1%} on dev, {detector_fit['frame_accuracy_test']:.1%} "
+             "on test",
              "", "End of speech -> intent available, median (a cloud round trip, where assumed, is added after the "
              "on-device understanding; the end-pointing delays are measured):", "",
              "| downstream | without speculation | with speculation | saved |", "|---|---|---|---|"]

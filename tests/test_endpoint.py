@@ -1,5 +1,6 @@
 """End-pointers, stream events, speculation and its cancellation, bounded memory."""
 
+import json
 import time
 import tracemalloc
 
@@ -7,11 +8,11 @@ import numpy as np
 import pytest
 
 from edgevoice.audio.io import read_audio
-from edgevoice.device.endpoint import (EndOfSentenceModel, FrameObservation, LearnedEndpointer, RuleEndpointer,
-                                       feature_vector)
+from edgevoice.device.endpoint import (FEATURES, SILENCE_FEATURES, EndOfSentenceModel, FrameObservation,
+                                       LearnedEndpointer, RuleEndpointer, SpeechDetector, feature_vector)
 from edgevoice.device.recognizer import Recognizer
 from edgevoice.device.speculation import SpeculativeRunner
-from edgevoice.errors import AudioError, ModelError
+from edgevoice.errors import AudioError, ConfigError, ModelError
 
 from tiny_model import SENTENCES
 
@@ -176,3 +177,75 @@ def test_end_of_sentence_model_and_learned_endpointer(tmp_path):
     (tmp_path / "bad.json").write_text('{"format": "something else"}')
     with pytest.raises(ModelError, match="end-pointer"):
         LearnedEndpointer.load(tmp_path / "bad.json")
+
+
+def _observe(recognizer, audio, endpointer):
+    stream = recognizer.create_stream(endpointer)
+    stream.record_observations = True
+    stream.accept_waveform(16000, audio)
+    stream.finish()
+    return stream
+
+
+def _speech_mask(times, start, end):
+    centre = np.asarray(times) - 0.02
+    return (centre >= start) & (centre <= end)
+
+
+def test_speech_detector_is_fitted_on_encoder_frames_and_tracked_by_the_stream(recognizer, speech, tmp_path):
+    never = LearnedEndpointer([-50.0] + [0.0] * 9, threshold=0.99, max_utterance=1e9)
+    xs, ys = [], []
+    for i in (0, 1):  # fit on two utterances placed after a second of near-silence
+        audio = np.concatenate([silence(1.0, seed=i), speech[i], silence(2.0, seed=i + 5)])
+        stream = _observe(recognizer, audio, never)
+        obs, enc = stream.observations, np.concatenate(stream.observed_encoder_frames)
+        assert len(enc) == len(obs) and all(o.speech_silence is None for o in obs)  # no detector yet
+        xs.append(SpeechDetector.inputs(enc, [o.blank_prob for o in obs]))
+        ys.append(_speech_mask([o.time for o in obs], 1.1, 1.0 + len(speech[i]) / 16000 - 0.4))
+    detector = SpeechDetector.fit(np.concatenate(xs), np.concatenate(ys))
+
+    # A third utterance, unseen: the stream reports how long the detector has heard no speech.
+    ep = LearnedEndpointer([-50.0] + [0.0] * 9, threshold=0.99, max_utterance=1e9, speech_detector=detector)
+    audio = np.concatenate([silence(1.0, seed=9), speech[2], silence(2.0, seed=10)])
+    obs = _observe(recognizer, audio, ep).observations
+    end = 1.0 + len(speech[2]) / 16000 - 0.4
+    truth = _speech_mask([o.time for o in obs], 1.1, end)
+    heard = np.array([o.speech_silence == 0.0 for o in obs])
+    assert (heard == truth).mean() > 0.85
+    assert obs[-1].speech_silence > 1.5  # two seconds of silence at the end, less the detector's lag
+    assert min(o.speech_silence for o in obs if 1.2 < o.time < end - 0.1) < 0.2
+
+    # Saved with the end-pointer, loaded back the same; a broken detector is named on load.
+    ep.save(tmp_path / "ep.json")
+    again = LearnedEndpointer.load(tmp_path / "ep.json")
+    x = SpeechDetector.inputs(np.zeros((3, len(detector.weights) - 2)), [0.1, 0.5, 0.9])
+    np.testing.assert_allclose(again.speech_detector.probability(x[:, :-1], x[:, -1]),
+                               detector.probability(x[:, :-1], x[:, -1]), rtol=1e-6)
+    data = json.loads((tmp_path / "ep.json").read_text())
+    data["speech_detector"]["std"][0] = 0.0
+    (tmp_path / "broken.json").write_text(json.dumps(data))
+    with pytest.raises(ModelError, match="speech detector"):
+        LearnedEndpointer.load(tmp_path / "broken.json")
+
+
+def test_silence_only_endpointer_ends_after_the_detector_hears_nothing():
+    rows = []
+    for s in np.linspace(0, 2, 41):  # ended once the speech detector has heard nothing for 0.8 s
+        o = FrameObservation(3.0, 0.0, 4, 0.9, 0.0, "x", 0.5, True, speech_silence=float(s))
+        rows.append((feature_vector(o), int(s >= 0.8)))
+    weights = LearnedEndpointer.fit(rows, features=SILENCE_FEATURES)
+    assert all(w == 0.0 for f, w in zip(FEATURES, weights) if f not in SILENCE_FEATURES)
+    ep = LearnedEndpointer(weights, 0.5)
+    at = lambda s: FrameObservation(3.0, 2.0, 4, 0.9, 2.0, "x", speech_silence=s)  # noqa: E731
+    assert ep.is_end(at(1.2)) and not ep.is_end(at(0.3))
+    assert ep.is_end(at(0.5), lookahead=0.7)  # the speculative end-pointer's look-ahead adds to the silence
+    with pytest.raises(ValueError, match="unknown end-pointer features"):
+        LearnedEndpointer.fit(rows, features=("bias", "loudness"))
+
+
+def test_a_speech_detector_for_another_encoder_is_refused(recognizer):
+    width = recognizer.model.joiner_dim + 3
+    detector = SpeechDetector(np.zeros(width + 2), np.zeros(width + 2), np.ones(width + 2))
+    ep = LearnedEndpointer([0.0] * 10, speech_detector=detector)
+    with pytest.raises(ConfigError, match="speech detector reads"):
+        recognizer.create_stream(ep)

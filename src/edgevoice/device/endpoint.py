@@ -10,7 +10,10 @@ Two are run, as on-device Alexa does:
 Evidence per encoder frame (40 ms), gathered by the stream:
 - decoder: seconds since the best hypothesis last emitted a token (trailing blanks), the
   blank probability, whether anything was decoded at all;
-- acoustic: seconds since the frame energy was last clearly above the noise floor;
+- acoustic: seconds since the frame energy was last clearly above the noise floor, and
+  seconds since the speech detector last heard speech (a logistic model over the
+  encoder's frames, fitted on the end-pointing set: the encoder tells speech from the
+  noise bursts and quiet, telephone or whispered speech that fool an energy threshold);
 - the partial hypothesis: does it already parse as a complete command (template NLU),
   and how likely a sentence ends after its last words (a word n-gram end-of-sentence
   model from the training text).
@@ -43,6 +46,64 @@ class FrameObservation:
     text: str  # best hypothesis so far
     eos_prob: float = 0.0
     complete: bool = False  # the hypothesis parses as a whole command
+    speech_silence: float | None = None  # seconds since the speech detector last heard speech (None: no detector)
+
+
+class SpeechDetector:
+    """P(speech) per encoder frame: logistic regression over the encoder's output (as the
+    joiner sees it) and the blank probability, standardized with the fitting data's
+    statistics. Fitted on frames labelled from the corpus layout's exact speech segments."""
+
+    def __init__(self, weights, mean, std, threshold: float = 0.5):
+        self.weights = np.asarray(weights, np.float32)
+        self.mean = np.asarray(mean, np.float32)
+        self.std = np.asarray(std, np.float32)
+        self.threshold = float(threshold)
+        if not (self.weights.shape == self.mean.shape == self.std.shape and self.weights.ndim == 1):
+            raise ModelError("speech detector: weights, mean and std must be vectors of one length")
+        if not (np.isfinite(self.weights).all() and (self.std > 0).all()):
+            raise ModelError("speech detector: weights must be finite and std positive")
+
+    @property
+    def input_dim(self) -> int:
+        """Width of the encoder frames it reads (its weights also cover the blank probability and a bias)."""
+        return len(self.weights) - 2
+
+    @staticmethod
+    def inputs(encoder_frames: np.ndarray, blank_probs: np.ndarray) -> np.ndarray:
+        return np.concatenate([np.asarray(encoder_frames, np.float32),
+                               np.asarray(blank_probs, np.float32).reshape(-1, 1)], axis=1)
+
+    def probability(self, encoder_frames: np.ndarray, blank_probs: np.ndarray) -> np.ndarray:
+        x = self.inputs(encoder_frames, blank_probs)
+        if x.shape[1] != len(self.weights) - 1:
+            raise ModelError(f"speech detector expects {self.input_dim}-dim encoder frames, got {x.shape[1] - 1}")
+        z = ((x - self.mean[:-1]) / self.std[:-1]) @ self.weights[:-1] + self.weights[-1]
+        return 1.0 / (1.0 + np.exp(-np.clip(z, -50.0, 50.0)))
+
+    @staticmethod
+    def fit(x: np.ndarray, y: np.ndarray, l2: float = 1e-3, steps: int = 400, lr: float = 1.0) -> "SpeechDetector":
+        """x: SpeechDetector.inputs rows; y: 1 for speech frames. Class-balanced, full-batch."""
+        x = np.asarray(x, np.float64)
+        y = np.asarray(y, np.float64)
+        if len(x) != len(y) or not 0 < y.mean() < 1:
+            raise ValueError("need frames of both speech and non-speech, one label per frame")
+        mean, std = x.mean(0), x.std(0) + 1e-6
+        xs = np.concatenate([(x - mean) / std, np.ones((len(x), 1))], axis=1)
+        sample_w = np.where(y > 0, 0.5 / y.mean(), 0.5 / (1 - y.mean()))
+        w = np.zeros(xs.shape[1])
+        for _ in range(steps):
+            p = 1 / (1 + np.exp(-np.clip(xs @ w, -50, 50)))
+            w -= lr * (xs.T @ ((p - y) * sample_w) / len(y) + l2 * w)
+        return SpeechDetector(w, np.append(mean, 0.0), np.append(std, 1.0))
+
+    def to_dict(self) -> dict:
+        return {"weights": self.weights.tolist(), "mean": self.mean.tolist(), "std": self.std.tolist(),
+                "threshold": self.threshold}
+
+    @staticmethod
+    def from_dict(d: dict) -> "SpeechDetector":
+        return SpeechDetector(d["weights"], d["mean"], d["std"], d.get("threshold", 0.5))
 
 
 class AcousticActivity:
@@ -119,16 +180,20 @@ class RuleEndpointer:
         return self.is_end(obs, self.speculative_lookahead)
 
 
-FEATURES = ("bias", "trailing_blank", "acoustic_silence", "min_silence", "eos_prob", "complete", "blank_prob",
-            "has_tokens", "eos_x_silence", "complete_x_silence")
+FEATURES = ("bias", "speech_silence", "min_silence", "trailing_blank", "acoustic_silence", "eos_prob", "complete",
+            "blank_prob", "eos_x_silence", "complete_x_silence")
+# The subset that asks only how long the speech detector (and the decoder) have heard nothing.
+SILENCE_FEATURES = ("bias", "speech_silence", "min_silence")
 
 
 def feature_vector(obs: FrameObservation, lookahead: float = 0.0) -> np.ndarray:
     tb = min(obs.trailing_blank + lookahead, 3.0)
     ac = min(obs.acoustic_silence + lookahead, 3.0)
-    ms = min(tb, ac)
-    return np.array([1.0, tb, ac, ms, obs.eos_prob, float(obs.complete), obs.blank_prob, float(obs.num_tokens > 0),
-                     obs.eos_prob * ms, float(obs.complete) * ms], np.float64)
+    # Without a speech detector, the energy and the decoder's trailing blanks stand in for it.
+    ss = min(obs.speech_silence + lookahead, 3.0) if obs.speech_silence is not None else min(tb, ac)
+    ms = min(ss, tb)
+    return np.array([1.0, ss, ms, tb, ac, obs.eos_prob, float(obs.complete), obs.blank_prob,
+                     obs.eos_prob * ss, float(obs.complete) * ss], np.float64)
 
 
 @dataclass
@@ -138,6 +203,7 @@ class LearnedEndpointer:
     speculative_lookahead: float = 0.2  # seconds of silence the speculative end-pointer assumes to come
     max_utterance: float = 20.0
     eos: EndOfSentenceModel | None = field(default=None, repr=False)
+    speech_detector: SpeechDetector | None = field(default=None, repr=False)
 
     def probability(self, obs: FrameObservation, lookahead: float = 0.0) -> float:
         z = float(feature_vector(obs, lookahead) @ np.asarray(self.weights))
@@ -150,9 +216,15 @@ class LearnedEndpointer:
         return self.is_end(obs, self.speculative_lookahead)
 
     @staticmethod
-    def fit(rows: list[tuple[np.ndarray, int]], l2: float = 1e-3, steps: int = 3000, lr: float = 0.5) -> list[float]:
-        """Logistic regression by gradient descent (features are few and scaled ~0-3)."""
-        X = np.stack([r[0] for r in rows])
+    def fit(rows: list[tuple[np.ndarray, int]], l2: float = 1e-3, steps: int = 3000, lr: float = 0.5,
+            features: tuple[str, ...] = FEATURES) -> list[float]:
+        """Logistic regression by gradient descent (features are few and scaled ~0-3); only
+        `features` are used, the other weights stay zero."""
+        unknown = set(features) - set(FEATURES)
+        if unknown:
+            raise ValueError(f"unknown end-pointer features: {sorted(unknown)}")
+        mask = np.array([f in features for f in FEATURES], np.float64)
+        X = np.stack([r[0] for r in rows]) * mask
         y = np.array([r[1] for r in rows], np.float64)
         # Balance the classes: frames after the end are far fewer than frames of speech.
         w_pos = 0.5 / max(1e-9, y.mean())
@@ -166,10 +238,11 @@ class LearnedEndpointer:
         return w.tolist()
 
     def save(self, path: str | Path) -> None:
-        data = {"format": "edgevoice-endpointer", "version": 1, "features": list(FEATURES),
+        data = {"format": "edgevoice-endpointer", "version": 2, "features": list(FEATURES),
                 "weights": self.weights, "threshold": self.threshold, "speculative_lookahead": self.speculative_lookahead,
                 "max_utterance": self.max_utterance,
-                "eos": {"prior": self.eos.prior, "counts": self.eos.counts} if self.eos else None}
+                "eos": {"prior": self.eos.prior, "counts": self.eos.counts} if self.eos else None,
+                "speech_detector": self.speech_detector.to_dict() if self.speech_detector else None}
         Path(path).write_text(json.dumps(data))
 
     @staticmethod
@@ -178,8 +251,11 @@ class LearnedEndpointer:
             data = json.loads(Path(path).read_text())
             if data.get("format") != "edgevoice-endpointer" or data.get("features") != list(FEATURES):
                 raise ValueError("not an edgevoice end-pointer of this version")
+            if len(data["weights"]) != len(FEATURES):
+                raise ValueError(f"{len(data['weights'])} weights for {len(FEATURES)} features")
             eos = EndOfSentenceModel(data["eos"]["counts"], data["eos"]["prior"]) if data.get("eos") else None
+            detector = SpeechDetector.from_dict(data["speech_detector"]) if data.get("speech_detector") else None
             return LearnedEndpointer(list(map(float, data["weights"])), float(data["threshold"]),
-                                     float(data["speculative_lookahead"]), float(data["max_utterance"]), eos)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+                                     float(data["speculative_lookahead"]), float(data["max_utterance"]), eos, detector)
+        except (OSError, ValueError, KeyError, TypeError, ModelError) as exc:
             raise ModelError(f"cannot load the end-pointer {path}: {exc}") from exc

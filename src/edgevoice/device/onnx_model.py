@@ -68,6 +68,8 @@ class OnnxTransducer:
         if isinstance(vocab, int) and vocab != self.vocab_size:
             raise ModelError(f"{model_dir.files['joiner']} scores {vocab} tokens but metadata says {self.vocab_size}")
         self._encoder, self._predictor, self._joiner = (self.sessions[p] for p in ("encoder", "predictor", "joiner"))
+        # Width of the encoder frames the search (and the end-pointer's speech detector) sees.
+        self.joiner_dim = self._joiner.get_inputs()[0].shape[-1]
         # Streams without a phrase list still attend to the "no bias" entry.
         self.no_bias = self.bias_memory([]) if self.has_biaser else None
 

@@ -117,6 +117,11 @@ class Recognizer:
             biasing = "both" if self.model.has_biaser else "fusion"
         if biasing in ("neural", "both") and not self.model.has_biaser:
             raise ConfigError(f"biasing={biasing!r} needs a model with a neural biaser; this one has none")
+        detector = getattr(endpointer, "speech_detector", None)
+        if detector is not None and isinstance(self.model.joiner_dim, int) and detector.input_dim != self.model.joiner_dim:
+            raise ConfigError(f"the end-pointer's speech detector reads {detector.input_dim}-dim encoder frames, this "
+                              f"model's encoder gives {self.model.joiner_dim}: refit it for this model "
+                              "(benchmarks/endpointing_eval.py writes MODEL/endpointer.json)")
         graph = bias = None
         if context is not None and biasing != "none":
             graph = context if isinstance(context, ContextGraph) else ContextGraph.from_phrases(list(context), self.tokenizer)
@@ -146,8 +151,10 @@ class Stream:
         self.nlu = nlu
         self.events: list[Event] = []  # drained by pop_events()
         self.observations: list[FrameObservation] = []  # kept only when record_observations is set
+        self.observed_encoder_frames: list[np.ndarray] = []  # likewise, one array per decoded chunk
         self.record_observations = False
         self._activity = AcousticActivity()
+        self._last_speech: float | None = None  # when the speech detector last heard speech
         self._last_partial = ""
         self._speculated: tuple | None = None  # tokens of the standing speculation
         self._text_cache: dict[tuple, tuple[str, float, bool]] = {}
@@ -220,7 +227,7 @@ class Stream:
             self._search.advance(enc[0])
             if self.endpointer is not None:
                 energy, self._pending_energy = self._pending_energy[:chunk], self._pending_energy[chunk:]
-                self._endpoint(energy)
+                self._endpoint(energy, enc[0])
 
     # ---- end-pointing -----------------------------------------------------------------
 
@@ -238,22 +245,34 @@ class Stream:
             self._text_cache[tokens] = (text, p, complete)
         return self._text_cache[tokens]
 
-    def _endpoint(self, energy: np.ndarray) -> None:
+    def _endpoint(self, energy: np.ndarray, encoder_frames: np.ndarray) -> None:
         """Evidence for every frame of the chunk just decoded; decisions at its end, where
         the hypotheses, the partial text and the lattice are those of the whole chunk."""
         fs = self.recognizer.frame_seconds
         trace, self._search.trace = self._search.trace, []
         first_frame = self._search.frame_offset - len(trace)
+        if self.record_observations:
+            self.observed_encoder_frames.append(encoder_frames[: len(trace)].copy())
+        detector = getattr(self.endpointer, "speech_detector", None)
+        speech = None
+        if detector is not None and trace:
+            speech = detector.probability(encoder_frames[: len(trace)], np.exp([lp for _, lp in trace]))
         obs = None
         for i, (best, blank_lp) in enumerate(trace):
             t = (first_frame + i + 1) * fs
             e = energy[4 * i : 4 * i + 4]
             silence = self._activity.update(float(e.max()) if len(e) else -20.0, t)
+            speech_silence = None
+            if speech is not None:
+                if speech[i] >= detector.threshold:
+                    self._last_speech = t
+                speech_silence = t if self._last_speech is None else t - self._last_speech
             last = best.frames[-1] + 1 if best.frames else 0
             if i < len(trace) - 1 and not self.record_observations:
                 continue
             text, eos, complete = self._describe(best.tokens)
-            obs = FrameObservation(t, t - last * fs, len(best.tokens), math.exp(blank_lp), silence, text, eos, complete)
+            obs = FrameObservation(t, t - last * fs, len(best.tokens), math.exp(blank_lp), silence, text, eos, complete,
+                                   speech_silence)
             if self.record_observations:
                 self.observations.append(obs)
         if obs is None:
