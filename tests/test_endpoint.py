@@ -215,6 +215,14 @@ def test_speech_detector_is_fitted_on_encoder_frames_and_tracked_by_the_stream(r
     assert obs[-1].speech_silence > 1.5  # two seconds of silence at the end, less the detector's lag
     assert min(o.speech_silence for o in obs if 1.2 < o.time < end - 0.1) < 0.2
 
+    # Digital silence (exact zeros, as from a file or a muted input) is silence too, though the
+    # detector never saw any: the stream gates frames with next to no energy.
+    audio = np.concatenate([silence(1.0, seed=9), speech[2], np.zeros(32000, np.float32)])
+    obs = _observe(recognizer, audio, ep).observations
+    assert obs[-1].speech_silence > 1.5
+    quiet = detector.probability(np.zeros((2, detector.input_dim)), [0.5, 0.5], log_energy=[-15.9, 0.5])
+    assert (quiet == 0.0).all()
+
     # Saved with the end-pointer, loaded back the same; a broken detector is named on load.
     ep.save(tmp_path / "ep.json")
     again = LearnedEndpointer.load(tmp_path / "ep.json")

@@ -49,10 +49,18 @@ class FrameObservation:
     speech_silence: float | None = None  # seconds since the speech detector last heard speech (None: no detector)
 
 
+# Mean log-mel energy below which a frame is silent whatever the detector says: about
+# -100 dBFS (white noise of RMS 1e-5 full scale measures 2.2, digital zeros -15.9, speech
+# 40 dB below a normal level still 6.8 at the median). The detector never saw such input
+# (the corpora always have some noise) and reads digital silence as speech.
+SILENT_FRAME_LOG_ENERGY = 1.0
+
+
 class SpeechDetector:
     """P(speech) per encoder frame: logistic regression over the encoder's output (as the
     joiner sees it) and the blank probability, standardized with the fitting data's
-    statistics. Fitted on frames labelled from the corpus layout's exact speech segments."""
+    statistics. Fitted on frames labelled from the corpus layout's exact speech segments.
+    Frames whose loudest 10 ms frame is below SILENT_FRAME_LOG_ENERGY are not speech."""
 
     def __init__(self, weights, mean, std, threshold: float = 0.5):
         self.weights = np.asarray(weights, np.float32)
@@ -74,12 +82,17 @@ class SpeechDetector:
         return np.concatenate([np.asarray(encoder_frames, np.float32),
                                np.asarray(blank_probs, np.float32).reshape(-1, 1)], axis=1)
 
-    def probability(self, encoder_frames: np.ndarray, blank_probs: np.ndarray) -> np.ndarray:
+    def probability(self, encoder_frames: np.ndarray, blank_probs: np.ndarray,
+                    log_energy: np.ndarray | None = None) -> np.ndarray:
+        """log_energy: per encoder frame, the largest mean log-mel energy of its 10 ms frames."""
         x = self.inputs(encoder_frames, blank_probs)
         if x.shape[1] != len(self.weights) - 1:
             raise ModelError(f"speech detector expects {self.input_dim}-dim encoder frames, got {x.shape[1] - 1}")
         z = ((x - self.mean[:-1]) / self.std[:-1]) @ self.weights[:-1] + self.weights[-1]
-        return 1.0 / (1.0 + np.exp(-np.clip(z, -50.0, 50.0)))
+        p = 1.0 / (1.0 + np.exp(-np.clip(z, -50.0, 50.0)))
+        if log_energy is not None:
+            p = np.where(np.asarray(log_energy) < SILENT_FRAME_LOG_ENERGY, 0.0, p)
+        return p
 
     @staticmethod
     def fit(x: np.ndarray, y: np.ndarray, l2: float = 1e-3, steps: int = 400, lr: float = 1.0) -> "SpeechDetector":

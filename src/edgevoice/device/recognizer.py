@@ -256,7 +256,9 @@ class Stream:
         detector = getattr(self.endpointer, "speech_detector", None)
         speech = None
         if detector is not None and trace:
-            speech = detector.probability(encoder_frames[: len(trace)], np.exp([lp for _, lp in trace]))
+            loudest = np.array([energy[4 * i : 4 * i + 4].max() if len(energy[4 * i : 4 * i + 4]) else -20.0
+                                for i in range(len(trace))])
+            speech = detector.probability(encoder_frames[: len(trace)], np.exp([lp for _, lp in trace]), loudest)
         obs = None
         for i, (best, blank_lp) in enumerate(trace):
             t = (first_frame + i + 1) * fs
