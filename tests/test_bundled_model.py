@@ -49,3 +49,25 @@ def test_readme_main_command_runs():
     assert out.returncode == 0, out.stderr
     lines = [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
     assert len(lines) == 4 and all(line["text"] for line in lines)
+
+
+def test_listen_with_the_bundled_end_pointer_ends_each_request_in_digital_silence():
+    """Two commands, each followed by 2.5 s of exact zeros (a file, a muted input): the bundled
+    end-pointer (speech detector + learned model) ends both within ~1.5 s of their speech, and
+    the silence left when the input ends is not reported as a request of its own."""
+    import numpy as np
+
+    speech = read_audio(SAMPLES / "jazz.flac")
+    gap = np.zeros(40000, np.float32)
+    audio = np.concatenate([speech, gap, speech, gap])
+    pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
+    out = subprocess.run([sys.executable, "-m", "edgevoice.cli", "listen", "--stdin", "--rate", "16000", "--json"],
+                         input=pcm, capture_output=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    events = [json.loads(line) for line in out.stdout.decode().splitlines()]
+    finals = [e for e in events if e["event"] == "final_end"]
+    assert len(finals) == 2 and all(e["text"] for e in finals), finals
+    second_start = (len(speech) + len(gap)) / 16000
+    assert finals[0]["time"] < len(speech) / 16000 + 1.6
+    assert second_start < finals[1]["time"] < second_start + len(speech) / 16000 + 1.6
+    assert sum(e["event"] == "intent" for e in events) == 2

@@ -454,8 +454,15 @@ def listen_cmd(
             self.runner = SpeculativeRunner(nlu.understand) if nlu else None
             self.offset = offset  # seconds of input before this request began
             self.last_partial = ""
+            self.reported = False  # any event shown yet
 
         def handle(self, events) -> None:
+            if self.stream.ended and not self.reported and not self.stream.final_result.text:
+                # Nothing was heard (silence until the end-pointer or the input ended it): nothing to report.
+                if self.runner is not None:
+                    self.runner.close()
+                return
+            self.reported = self.reported or bool(events)
             for e in events:
                 d = e.to_dict()
                 d["time"] = round(self.offset + e.time, 2)
