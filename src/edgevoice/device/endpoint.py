@@ -49,6 +49,17 @@ class FrameObservation:
     speech_silence: float | None = None  # seconds since the speech detector last heard speech (None: no detector)
 
 
+def fit_balanced_logistic(x: np.ndarray, y: np.ndarray, l2: float, steps: int, lr: float) -> np.ndarray:
+    """Logistic regression weights by full-batch gradient descent, the two classes weighted
+    equally (frames after the end, or of non-speech, are far fewer than the others)."""
+    sample_w = np.where(y > 0, 0.5 / max(1e-9, y.mean()), 0.5 / max(1e-9, 1 - y.mean()))
+    w = np.zeros(x.shape[1])
+    for _ in range(steps):
+        p = 1 / (1 + np.exp(-np.clip(x @ w, -50, 50)))
+        w -= lr * (x.T @ ((p - y) * sample_w) / len(y) + l2 * w)
+    return w
+
+
 # Mean log-mel energy below which a frame is silent whatever the detector says: about
 # -100 dBFS (white noise of RMS 1e-5 full scale measures 2.2, digital zeros -15.9, speech
 # 40 dB below a normal level still 6.8 at the median). The detector never saw such input
@@ -103,11 +114,7 @@ class SpeechDetector:
             raise ValueError("need frames of both speech and non-speech, one label per frame")
         mean, std = x.mean(0), x.std(0) + 1e-6
         xs = np.concatenate([(x - mean) / std, np.ones((len(x), 1))], axis=1)
-        sample_w = np.where(y > 0, 0.5 / y.mean(), 0.5 / (1 - y.mean()))
-        w = np.zeros(xs.shape[1])
-        for _ in range(steps):
-            p = 1 / (1 + np.exp(-np.clip(xs @ w, -50, 50)))
-            w -= lr * (xs.T @ ((p - y) * sample_w) / len(y) + l2 * w)
+        w = fit_balanced_logistic(xs, y, l2, steps, lr)
         return SpeechDetector(w, np.append(mean, 0.0), np.append(std, 1.0))
 
     def to_dict(self) -> dict:
@@ -239,16 +246,7 @@ class LearnedEndpointer:
         mask = np.array([f in features for f in FEATURES], np.float64)
         X = np.stack([r[0] for r in rows]) * mask
         y = np.array([r[1] for r in rows], np.float64)
-        # Balance the classes: frames after the end are far fewer than frames of speech.
-        w_pos = 0.5 / max(1e-9, y.mean())
-        w_neg = 0.5 / max(1e-9, 1 - y.mean())
-        sample_w = np.where(y > 0, w_pos, w_neg)
-        w = np.zeros(X.shape[1])
-        for _ in range(steps):
-            p = 1 / (1 + np.exp(-np.clip(X @ w, -50, 50)))
-            grad = X.T @ ((p - y) * sample_w) / len(y) + l2 * w
-            w -= lr * grad
-        return w.tolist()
+        return fit_balanced_logistic(X, y, l2, steps, lr).tolist()
 
     def save(self, path: str | Path) -> None:
         data = {"format": "edgevoice-endpointer", "version": 2, "features": list(FEATURES),

@@ -253,17 +253,16 @@ class Stream:
         first_frame = self._search.frame_offset - len(trace)
         if self.record_observations:
             self.observed_encoder_frames.append(encoder_frames[: len(trace)].copy())
+        # The loudest 10 ms frame of each encoder frame (the final chunk may fall short).
+        loudest = [float(energy[4 * i : 4 * i + 4].max()) if 4 * i < len(energy) else -20.0 for i in range(len(trace))]
         detector = getattr(self.endpointer, "speech_detector", None)
         speech = None
         if detector is not None and trace:
-            loudest = np.array([energy[4 * i : 4 * i + 4].max() if len(energy[4 * i : 4 * i + 4]) else -20.0
-                                for i in range(len(trace))])
             speech = detector.probability(encoder_frames[: len(trace)], np.exp([lp for _, lp in trace]), loudest)
         obs = None
         for i, (best, blank_lp) in enumerate(trace):
             t = (first_frame + i + 1) * fs
-            e = energy[4 * i : 4 * i + 4]
-            silence = self._activity.update(float(e.max()) if len(e) else -20.0, t)
+            silence = self._activity.update(loudest[i], t)
             speech_silence = None
             if speech is not None:
                 if speech[i] >= detector.threshold:
