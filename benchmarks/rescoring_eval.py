@@ -4,8 +4,10 @@
 
 1. The device decodes the dev and test splits (float32, one thread) and keeps each
    utterance's binary lattice: exactly what the device would send.
-2. The LM weight and word bonus are tuned on the dev lattices (grid search, lowest WER)
-   and written to LM/weights.json, which `edgevoice serve --weights` reads.
+2. The LM weight, word bonus, template parse bonus and minimum-Bayes-risk scale are tuned
+   on the dev lattices (grid search, lowest WER) and written to LM/weights.json, which
+   `edgevoice serve --weights` reads. Each part's share is measured by tuning variants
+   without it (the ablation table).
 3. Test split: WER of the device 1-best, the rescored 1-best and the lattice oracle,
    overall and by text source: the template domains (Home Assistant, assistant templates)
    and the general assistant text (SLURP, HWU64, Snips), all spoken by held-out voices.
@@ -35,14 +37,17 @@ import numpy as np
 
 from edgevoice.audio.io import read_audio
 from edgevoice.cloud.lm import NeuralLM
-from edgevoice.cloud.rescore import rescore, tune_weights
+from edgevoice.cloud.rescore import RescoreWeights, prepare_candidates, rescore, tune_weights
 from edgevoice.corpus.manifest import audio_path, read_manifest
 from edgevoice.device.lattice import Lattice
+from edgevoice.device.nlu import TemplateNLU
 from edgevoice.device.recognizer import Recognizer
 from edgevoice.text.metrics import error_counts
 
 RESULTS = Path(__file__).parent / "results"
 TEMPLATE_SOURCES = {"home_assistant", "assistant"}
+MBR_SCALES = [0.0, 0.3, 0.5, 0.7, 1.0]
+TEMPLATE_GROUP, GENERAL_GROUP = "template domains (Home Assistant, assistant)", "general assistant text (SLURP, HWU64, Snips)"
 
 
 def decode(recognizer: Recognizer, records: list[dict], corpus: Path) -> list[dict]:
@@ -158,7 +163,7 @@ def main() -> None:
                     help="device beam (the lattice holds this many hypotheses): 16 gave a better rescored WER than 8 "
                          "on dev (34.1 vs 35.0 %%, stage-6 model), 32 better than 16 on test (38.1 vs 38.6 %%, stage 8) "
                          "for 672 instead of 400 bytes; 64 no better than 32 on a dev sample")
-    ap.add_argument("--dev-limit", type=int, default=500)
+    ap.add_argument("--dev-limit", type=int, default=1000, help="dev utterances to tune on (bench20 has 900)")
     ap.add_argument("--limit", type=int)
     ap.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
     ap.add_argument("--requests", type=int, default=600)
@@ -175,15 +180,35 @@ def main() -> None:
     dev, test = decode(recognizer, dev_records, corpus), decode(recognizer, test_records, corpus)
     print(f"decoded {len(dev)} dev + {len(test)} test utterances in {time.time() - t0:.0f} s", flush=True)
     lm = NeuralLM(args.lm, threads=2)
+    parses = TemplateNLU.default().is_complete  # what the service's understanding uses
     t0 = time.time()
-    weights, dev_wer = tune_weights([Lattice.from_bytes(d["lattice"]) for d in dev], [d["ref"] for d in dev], lm)
+    dev_lattices, dev_refs = [Lattice.from_bytes(d["lattice"]) for d in dev], [d["ref"] for d in dev]
+    dev_prepared = prepare_candidates(dev_lattices, lm)
+    test_prepared = prepare_candidates([Lattice.from_bytes(d["lattice"]) for d in test], lm)
+    # Each variant tuned on dev on its own, then measured on test; the last is what ships.
+    variants = {"LM + word bonus": {}, "+ template parse bonus": {"parses": parses},
+                "+ minimum-Bayes-risk choice": {"mbr_scales": MBR_SCALES},
+                "LM + parse bonus + minimum-Bayes-risk choice (shipped)": {"parses": parses, "mbr_scales": MBR_SCALES}}
+    ablation = []
+    for name, extra in variants.items():
+        w, dev_wer = tune_weights(dev_lattices, dev_refs, lm, prepared=dev_prepared, **extra)
+        hyps = [c.texts[int(c.ranked(w, parses)[0][0])] if c.texts else "" for c in test_prepared]
+        row = {"variant": name, "weights": w.to_dict(), "dev_wer": round(dev_wer, 4),
+               "test_wer": wer([d["ref"] for d in test], hyps)}
+        for group, keep in (("template", lambda d: d["source"] in TEMPLATE_SOURCES),
+                            ("general", lambda d: d["source"] not in TEMPLATE_SOURCES)):
+            ids = [i for i, d in enumerate(test) if keep(d)]
+            row[f"test_wer_{group}"] = wer([test[i]["ref"] for i in ids], [hyps[i] for i in ids]) if ids else None
+        ablation.append(row)
+        print(f"{name}: {row}", flush=True)
+    weights, dev_wer = RescoreWeights.from_dict(ablation[-1]["weights"]), ablation[-1]["dev_wer"]
     print(f"tuned on dev: {weights} (dev WER {dev_wer:.2%}) in {time.time() - t0:.0f} s", flush=True)
     weights_file = Path(args.lm) / "weights.json"
     weights_file.write_text(json.dumps({**weights.to_dict(), "tuned_on": f"{args.corpus} dev ({len(dev)} utterances)",
                                         "device_beam": args.beam}, indent=2))
     for d in test:
         lattice = Lattice.from_bytes(d["lattice"])
-        nbest = rescore(lattice, lm, weights)
+        nbest = rescore(lattice, lm, weights, parses=parses)
         d["rescored"] = nbest[0]["text"] if nbest else ""
         d["oracle"] = lattice.oracle_errors(d["ref"])[1]
 
@@ -194,9 +219,8 @@ def main() -> None:
         return {"utterances": len(rows), "device_wer": device, "rescored_wer": rescored, "oracle_wer": oracle,
                 "relative_reduction": round(1 - rescored / device, 4) if device else None}
 
-    groups = {"all test": test,
-              "template domains (Home Assistant, assistant)": [d for d in test if d["source"] in TEMPLATE_SOURCES],
-              "general assistant text (SLURP, HWU64, Snips)": [d for d in test if d["source"] not in TEMPLATE_SOURCES]}
+    groups = {"all test": test, TEMPLATE_GROUP: [d for d in test if d["source"] in TEMPLATE_SOURCES],
+              GENERAL_GROUP: [d for d in test if d["source"] not in TEMPLATE_SOURCES]}
     by_source = defaultdict(list)
     for d in test:
         by_source[d["source"]].append(d)
@@ -205,7 +229,7 @@ def main() -> None:
     report = {
         "model": args.model, "lm": args.lm, "lm_parameters": lm.parameters,
         "device_parameters": json.loads((Path(args.model) / "metadata.json").read_text())["parameters"],
-        "beam": args.beam, "weights": weights.to_dict(), "dev_utterances": len(dev), "dev_rescored_wer": round(dev_wer, 4),
+        "beam": args.beam, "weights": weights.to_dict(), "ablation": ablation, "dev_utterances": len(dev), "dev_rescored_wer": round(dev_wer, 4),
         "dev_device_wer": wer([d["ref"] for d in dev], [d["device"] for d in dev]),
         "groups": {k: scores(v) for k, v in groups.items() if v},
         "by_source": {k: scores(v) for k, v in sorted(by_source.items())},
@@ -227,8 +251,16 @@ def main() -> None:
     lines = [f"# Cloud rescoring of device lattices (test split, beam {args.beam}; LM {lm.parameters:,} parameters, "
              f"device {report['device_parameters']:,})", "",
              f"`python benchmarks/rescoring_eval.py --model {args.model} --lm {args.lm} --corpus {args.corpus} --beam {args.beam}`", "",
-             f"Weights tuned on {len(dev)} dev utterances: LM weight {weights.lm_weight}, word bonus {weights.word_bonus} "
-             f"(dev WER {report['dev_device_wer']:.2%} -> {dev_wer:.2%}).", "",
+             f"Weights tuned on {len(dev)} dev utterances: LM weight {weights.lm_weight}, word bonus {weights.word_bonus}, "
+             f"template parse bonus {weights.parse_bonus} (best {weights.parse_top} paths parsed), minimum-Bayes-risk "
+             f"scale {weights.mbr_scale} (dev WER {report['dev_device_wer']:.2%} -> {dev_wer:.2%}).", "",
+             "What each part adds (each variant's weights tuned on dev on its own, then measured on test):", "",
+             "| variant | dev WER | test WER | template test WER | general test WER |", "|---|---|---|---|---|",
+             f"| device 1-best | {report['dev_device_wer']:.2%} | {report['groups']['all test']['device_wer']:.2%} | "
+             f"{report['groups'].get(TEMPLATE_GROUP, {}).get('device_wer', float('nan')):.2%} | "
+             f"{report['groups'].get(GENERAL_GROUP, {}).get('device_wer', float('nan')):.2%} |",
+             *[f"| {a['variant']} | {a['dev_wer']:.2%} | {a['test_wer']:.2%} | {a['test_wer_template'] or float('nan'):.2%} | "
+               f"{a['test_wer_general'] or float('nan'):.2%} |" for a in ablation], "",
              "| set | utterances | device 1-best WER | rescored WER | relative change | lattice oracle WER |",
              "|---|---|---|---|---|---|"]
     for name, s in list(report["groups"].items()) + [(f"source: {k}", v) for k, v in report["by_source"].items()]:

@@ -70,6 +70,76 @@ def test_rescoring_fixes_what_the_lm_knows(lm):
     assert wer == 0.0 and weights.lm_weight > 0
 
 
+def consensus_lattice():
+    # The best single path is an outlier; the others agree on most of their words.
+    return Lattice.from_nbest([(words("play the hits from the eighties"), -1.0), (words("call my mother now"), -1.1),
+                               (words("call my mother"), -1.2), (words("call my brother now"), -1.3)], 2.0)
+
+
+def test_minimum_bayes_risk_choice_prefers_the_consensus(lm):
+    lat = consensus_lattice()
+    assert rescore(lat, lm, RescoreWeights(0.0, 0.0))[0]["text"] == "play the hits from the eighties"
+    nbest = rescore(lat, lm, RescoreWeights(0.0, 0.0, mbr_scale=1.0))
+    assert nbest[0]["text"] == "call my mother now"
+    risks = [h["expected_word_errors"] for h in nbest]
+    assert risks == sorted(risks) and risks[0] < risks[-1]
+    # The outlier keeps its (best) score; only the order changes.
+    assert max(nbest, key=lambda h: h["score"])["text"] == "play the hits from the eighties"
+    weights, wer = tune_weights([lat] * 2, ["call my mother now"] * 2, lm, lm_weights=[0.0], word_bonuses=[0.0],
+                                mbr_scales=[0.0, 1.0])
+    assert wer == 0.0 and weights.mbr_scale == 1.0
+
+
+def test_parse_bonus_promotes_hypotheses_that_parse(lm):
+    from edgevoice.device.nlu import TemplateNLU
+
+    templates = TemplateNLU.default()
+    lat = Lattice.from_nbest([(words("turn on the kitchen lice"), -3.0), (words("turn on the kitchen light"), -3.4)], 2.0)
+    asked = []
+
+    def parses(text):
+        asked.append(text)
+        return templates.is_complete(text)
+
+    w = RescoreWeights(0.0, 0.0, parse_bonus=2.0)
+    assert rescore(lat, lm, w)[0]["text"] == "turn on the kitchen lice"  # no parse check given: no bonus
+    nbest = rescore(lat, lm, w, parses=parses)
+    assert nbest[0]["text"] == "turn on the kitchen light" and nbest[0]["parses"] and not nbest[1]["parses"]
+    assert nbest[0]["score"] == pytest.approx(-3.4 + 2.0, abs=1e-3)
+    # Only the best `parse_top` paths by the other scores are parsed.
+    asked.clear()
+    nbest = rescore(lat, lm, RescoreWeights(0.0, 0.0, parse_bonus=2.0, parse_top=1), parses=parses)
+    assert asked == ["turn on the kitchen lice"] and nbest[0]["text"] == "turn on the kitchen lice"
+    weights, wer = tune_weights([lat], ["turn on the kitchen light"], lm, lm_weights=[0.0], word_bonuses=[0.0],
+                                parses=parses)
+    assert wer == 0.0 and weights.parse_bonus > 0
+    with pytest.raises(ConfigError, match="must not be negative"):
+        RescoreWeights.from_dict({"mbr_scale": -1})
+
+
+def test_service_reads_the_weights_tuned_for_its_lm(lm, tmp_path):
+    import json
+    import shutil
+
+    from fastapi.testclient import TestClient
+
+    from edgevoice.cloud.service import app_from_environment, service_settings
+
+    folder = tmp_path / "lm"
+    shutil.copytree(lm.folder, folder)
+    (folder / "weights.json").write_text(json.dumps({"lm_weight": 0.5, "word_bonus": 0.0, "mbr_scale": 0.7}))
+    client = TestClient(app_from_environment(service_settings(folder, token=TOKEN)))
+    answer = client.post("/v1/rescore", content=confusable_lattice().to_bytes(), headers={"Authorization": f"Bearer {TOKEN}"})
+    assert answer.status_code == 200 and answer.json()["weights"]["mbr_scale"] == 0.7
+    assert answer.json()["text"] == "turn on the kitchen lights" and "expected_word_errors" in answer.json()["nbest"][0]
+    # An explicit weights file wins.
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"lm_weight": 0.0}))
+    client = TestClient(app_from_environment(service_settings(folder, weights=other, token=TOKEN)))
+    answer = client.post("/v1/rescore", content=confusable_lattice().to_bytes(), headers={"Authorization": f"Bearer {TOKEN}"})
+    assert answer.json()["weights"]["lm_weight"] == 0.0 and answer.json()["text"] == "turn on the kitten lice"
+
+
 @pytest.fixture(scope="module")
 def service(lm):
     import uvicorn
@@ -246,7 +316,8 @@ def test_serve_command_runs_several_workers(lm, tmp_path):
         answers = [post(url, confusable_lattice().to_bytes()) for _ in range(6)]
         assert all(a.status_code == 200 for a in answers)
         assert {a.json()["text"] for a in answers} == {"turn on the kitchen lights"}
-        assert answers[0].json()["weights"] == {"lm_weight": 0.5, "word_bonus": 0.0}
+        assert answers[0].json()["weights"] == {"lm_weight": 0.5, "word_bonus": 0.0, "parse_bonus": 0.0,
+                                                "mbr_scale": 0.0, "parse_top": 16}
         assert post(url, confusable_lattice().to_bytes(), token=None).status_code == 401
         # Whichever worker answers /metrics counts every worker's requests.
         for _ in range(4):

@@ -297,7 +297,7 @@ def lm_train_cmd(
 def serve_cmd(
     lm: Path = typer.Option(..., "--lm", help="LM folder from `edgevoice lm train`."),
     nlu_model: Optional[Path] = typer.Option(None, "--nlu-model", help="Folder with nlu.npz (default: the bundled model)."),
-    weights: Optional[Path] = typer.Option(None, "--weights", help="JSON with lm_weight and word_bonus (tuned on dev)."),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="JSON with the rescoring weights (tuned on dev by benchmarks/rescoring_eval.py; default: LM/weights.json if present)."),
     host: str = typer.Option("127.0.0.1", "--host"),
     port: int = typer.Option(8080, "--port"),
     token_env: str = typer.Option("EDGEVOICE_TOKEN", "--token-env", help="Environment variable holding the bearer token."),

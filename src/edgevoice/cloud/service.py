@@ -108,12 +108,14 @@ def create_app(lm, token: str, weights: RescoreWeights | None = None, nlu=None, 
     limits = limits or ServiceLimits()
     metrics = _Metrics(metrics_dir)
     lm_lock = threading.Lock()  # one torch forward at a time per worker process
+    # The parse bonus asks whether a hypothesis parses under the intent templates.
+    parses = getattr(nlu, "is_complete", None)
     app = FastAPI(title="edgevoice cloud", version="1",
                   description="Rescores on-device word lattices with a neural language model. Audio never comes here.")
 
     def work(lattice: Lattice) -> tuple[list[dict], dict | None]:
         with lm_lock:
-            nbest = rescore(lattice, lm, weights, limits.max_paths)
+            nbest = rescore(lattice, lm, weights, limits.max_paths, parses)
         text = nbest[0]["text"] if nbest else ""
         return nbest, nlu.understand(text).to_dict() if nlu is not None else None
 
@@ -189,6 +191,8 @@ def app_from_environment(settings: dict[str, str] | None = None) -> FastAPI:
 
     env = settings if settings is not None else os.environ
     weights_file = env.get("EDGEVOICE_SERVE_WEIGHTS") or ""
+    if not weights_file and (Path(env["EDGEVOICE_SERVE_LM"]) / "weights.json").exists():
+        weights_file = str(Path(env["EDGEVOICE_SERVE_LM"]) / "weights.json")  # the weights tuned for this LM
     weights = RescoreWeights.from_dict(json.loads(Path(weights_file).read_text())) if weights_file else RescoreWeights()
     nlu = DeviceNLU.load(env.get("EDGEVOICE_SERVE_NLU") or default_model_dir())
     return create_app(NeuralLM(env["EDGEVOICE_SERVE_LM"], threads=1), env["EDGEVOICE_SERVE_TOKEN"], weights, nlu,
