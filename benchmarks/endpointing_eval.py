@@ -270,8 +270,10 @@ def main() -> None:
     ap.add_argument("--text-corpus", default="corpora/bench20", help="corpus whose train-split text fits the end-of-sentence model")
     ap.add_argument("--chunk-frames", type=int, default=8, help="decode (and decide) every N 10 ms frames")
     ap.add_argument("--lookahead", type=float, default=None,
-                    help="speculative look-ahead (s); default: the longest of 0.16-0.32 s whose speculations on dev "
-                         "come before the end of speech (each a reset later) in at most --reset-target of utterances")
+                    help="speculative look-ahead (s); default: of 0.16-0.32 s, those whose speculations on dev come "
+                         "before the end of speech (each a reset later) in at most --reset-target of utterances, the "
+                         "shortest whose dev median lead reaches --lead-target (else the longest of them)")
+    ap.add_argument("--lead-target", type=float, default=0.2, help="speculative lead over the final end wanted (s)")
     ap.add_argument("--reset-target", type=float, default=0.04, help="premature speculations allowed on dev")
     ap.add_argument("--premature-target", type=float, default=0.005, help="premature-cut rate allowed on dev")
     ap.add_argument("--limit", type=int, default=None)
@@ -346,7 +348,10 @@ def main() -> None:
     lookahead = args.lookahead
     if lookahead is None:
         within = [la for la, v in lookaheads.items() if v["premature_rate"] <= args.reset_target]
-        lookahead = max(within) if within else min(lookaheads)
+        # A longer look-ahead than the lead asked for buys nothing but resets (decisions come
+        # every 80 ms, so several look-aheads give the same lead).
+        leading = [la for la in within if (lookaheads[la]["median_lead"] or 0.0) >= args.lead_target - 1e-9]
+        lookahead = min(leading) if leading else max(within) if within else min(lookaheads)
     print("speculative look-ahead on dev:", {la: {k: round(v, 3) for k, v in d.items() if v is not None}
                                             for la, d in lookaheads.items()}, "->", lookahead, flush=True)
     endpointer = LearnedEndpointer(weights, best["threshold"], speculative_lookahead=lookahead, eos=eos,
@@ -426,8 +431,9 @@ def main() -> None:
              f"speculation confirmed by the final end-pointer: {L.get('speculative_equals_final', float('nan')):.1%}; "
              f"resets (a later speculation or the final end replaced the one downstream work started on): "
              f"{L.get('reset_rate', float('nan')):.1%} of utterances (at the final end alone: "
-             f"{L.get('final_reset_rate', float('nan')):.1%}); look-ahead {lookahead:.2f} s, the longest whose dev "
-             f"speculations came before the end of speech in at most {args.reset_target:.0%} of utterances",
+             f"{L.get('final_reset_rate', float('nan')):.1%}); look-ahead {lookahead:.2f} s, of those whose dev "
+             f"speculations came before the end of speech in at most {args.reset_target:.0%} of utterances the shortest "
+             f"with a dev median lead of at least {1000 * args.lead_target:.0f} ms",
              f"- on-device understanding takes {L['nlu_ms_median']:.1f} ms (median)",
              f"- speech detector (logistic over encoder frames, fitted on {detector_fit['frames']:,} dev frames): "
              f"frame accuracy {detector_fit['frame_accuracy_dev']:.1%} on dev, {detector_fit['frame_accuracy_test']:.1%} "

@@ -138,6 +138,12 @@ def test_service_reads_the_weights_tuned_for_its_lm(lm, tmp_path):
     client = TestClient(app_from_environment(service_settings(folder, weights=other, token=TOKEN)))
     answer = client.post("/v1/rescore", content=confusable_lattice().to_bytes(), headers={"Authorization": f"Bearer {TOKEN}"})
     assert answer.json()["weights"]["lm_weight"] == 0.0 and answer.json()["text"] == "turn on the kitten lice"
+    # The service parses hypotheses with its template understanding for the parse bonus.
+    other.write_text(json.dumps({"lm_weight": 0.0, "parse_bonus": 2.0}))
+    client = TestClient(app_from_environment(service_settings(folder, weights=other, token=TOKEN)))
+    lat = Lattice.from_nbest([(words("turn on the kitchen lice"), -3.0), (words("turn on the kitchen light"), -3.4)], 2.0)
+    answer = client.post("/v1/rescore", content=lat.to_bytes(), headers={"Authorization": f"Bearer {TOKEN}"}).json()
+    assert answer["text"] == "turn on the kitchen light" and answer["understanding"]["intent"] == "HassTurnOn"
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ complexity limits (400/422), and missing or wrong tokens (401) are refused with 
 
 from __future__ import annotations
 
+import functools
 import hmac
 import json
 import os
@@ -108,8 +109,9 @@ def create_app(lm, token: str, weights: RescoreWeights | None = None, nlu=None, 
     limits = limits or ServiceLimits()
     metrics = _Metrics(metrics_dir)
     lm_lock = threading.Lock()  # one torch forward at a time per worker process
-    # The parse bonus asks whether a hypothesis parses under the intent templates.
-    parses = getattr(nlu, "is_complete", None)
+    # The parse bonus asks whether a hypothesis parses under the intent templates. Remembered
+    # per worker: a speculative lattice and its final one mostly hold the same sentences.
+    parses = functools.lru_cache(maxsize=8192)(nlu.is_complete) if hasattr(nlu, "is_complete") else None
     app = FastAPI(title="edgevoice cloud", version="1",
                   description="Rescores on-device word lattices with a neural language model. Audio never comes here.")
 
