@@ -3,12 +3,14 @@
     POST /v1/rescore   body: a binary lattice (application/octet-stream),
                        header: Authorization: Bearer TOKEN
                        -> {"text", "nbest": [...], "understanding": {...}, "weights": {...}}
+                       (each n-best entry: text, score, device_score, lm_score, words with
+                       times, and where computed expected_word_errors and parses)
     GET  /healthz      liveness and what is loaded
     GET  /metrics      Prometheus text: requests by status, latency sums, lattice sizes
     GET  /openapi.json the API description (FastAPI)
 
-Nothing is kept between requests, so the service scales by running more workers behind a
-load balancer. Oversized bodies (413), malformed lattices and lattices over the
+No request depends on an earlier one (a worker only remembers which sentences parse, to
+save time), so the service scales by running more workers behind a load balancer. Oversized bodies (413), malformed lattices and lattices over the
 complexity limits (400/422), and missing or wrong tokens (401) are refused with a JSON
 `detail` saying why.
 """
