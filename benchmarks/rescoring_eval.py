@@ -37,7 +37,7 @@ import numpy as np
 
 from edgevoice.audio.io import read_audio
 from edgevoice.cloud.lm import NeuralLM
-from edgevoice.cloud.rescore import RescoreWeights, prepare_candidates, rescore, tune_weights
+from edgevoice.cloud.rescore import RescoreWeights, prepare_candidates, tune_weights
 from edgevoice.corpus.manifest import audio_path, read_manifest
 from edgevoice.device.lattice import Lattice
 from edgevoice.device.nlu import TemplateNLU
@@ -189,28 +189,27 @@ def main() -> None:
     variants = {"LM + word bonus": {}, "+ template parse bonus": {"parses": parses},
                 "+ minimum-Bayes-risk choice": {"mbr_scales": MBR_SCALES},
                 "LM + parse bonus + minimum-Bayes-risk choice (shipped)": {"parses": parses, "mbr_scales": MBR_SCALES}}
+    group_ids = {"template": [i for i, d in enumerate(test) if d["source"] in TEMPLATE_SOURCES],
+                 "general": [i for i, d in enumerate(test) if d["source"] not in TEMPLATE_SOURCES]}
     ablation = []
     for name, extra in variants.items():
         w, dev_wer = tune_weights(dev_lattices, dev_refs, lm, prepared=dev_prepared, **extra)
-        hyps = [c.texts[int(c.ranked(w, parses)[0][0])] if c.texts else "" for c in test_prepared]
+        hyps = [c.best_text(w, parses) for c in test_prepared]
         row = {"variant": name, "weights": w.to_dict(), "dev_wer": round(dev_wer, 4),
                "test_wer": wer([d["ref"] for d in test], hyps)}
-        for group, keep in (("template", lambda d: d["source"] in TEMPLATE_SOURCES),
-                            ("general", lambda d: d["source"] not in TEMPLATE_SOURCES)):
-            ids = [i for i, d in enumerate(test) if keep(d)]
+        for group, ids in group_ids.items():
             row[f"test_wer_{group}"] = wer([test[i]["ref"] for i in ids], [hyps[i] for i in ids]) if ids else None
         ablation.append(row)
         print(f"{name}: {row}", flush=True)
+    # The shipped variant is the last: its test hypotheses are the rescored result below.
     weights, dev_wer = RescoreWeights.from_dict(ablation[-1]["weights"]), ablation[-1]["dev_wer"]
     print(f"tuned on dev: {weights} (dev WER {dev_wer:.2%}) in {time.time() - t0:.0f} s", flush=True)
     weights_file = Path(args.lm) / "weights.json"
     weights_file.write_text(json.dumps({**weights.to_dict(), "tuned_on": f"{args.corpus} dev ({len(dev)} utterances)",
                                         "device_beam": args.beam}, indent=2))
-    for d in test:
-        lattice = Lattice.from_bytes(d["lattice"])
-        nbest = rescore(lattice, lm, weights, parses=parses)
-        d["rescored"] = nbest[0]["text"] if nbest else ""
-        d["oracle"] = lattice.oracle_errors(d["ref"])[1]
+    for d, rescored in zip(test, hyps):
+        d["rescored"] = rescored
+        d["oracle"] = Lattice.from_bytes(d["lattice"]).oracle_errors(d["ref"])[1]
 
     def scores(rows: list[dict]) -> dict:
         refs = [r["ref"] for r in rows]

@@ -95,8 +95,8 @@ class _Candidates:
             self._distances = cdist(encoded, encoded, scorer=Levenshtein.distance, dtype=np.int32).astype(np.float64)
         return self._distances
 
-    def ranked(self, w: RescoreWeights, parses: ParseCheck | None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
-        """(order, total scores, expected word errors or None, parse flags)"""
+    def ranked(self, w: RescoreWeights, parses: ParseCheck | None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(order, total scores, expected word errors or None)"""
         base = self.base_scores(w)
         flags = self.parse_flags(base, w.parse_top, parses) if w.parse_bonus else np.zeros(len(base))
         total = base + w.parse_bonus * flags
@@ -104,8 +104,11 @@ class _Candidates:
             posterior = np.exp(w.mbr_scale * (total - total.max()))
             posterior /= posterior.sum()
             risk = self.distances() @ posterior
-            return np.lexsort((-total, risk)), total, risk, flags
-        return np.argsort(-total, kind="stable"), total, None, flags
+            return np.lexsort((-total, risk)), total, risk
+        return np.argsort(-total, kind="stable"), total, None
+
+    def best_text(self, w: RescoreWeights, parses: ParseCheck | None) -> str:
+        return self.texts[int(self.ranked(w, parses)[0][0])] if self.texts else ""
 
 
 def rescore(lattice: Lattice, lm, weights: RescoreWeights, max_paths: int = 64,
@@ -115,7 +118,7 @@ def rescore(lattice: Lattice, lm, weights: RescoreWeights, max_paths: int = 64,
     cands = _Candidates(lattice, lm, max_paths)
     if not cands.texts:
         return []
-    order, total, risk, flags = cands.ranked(weights, parses)
+    order, total, risk = cands.ranked(weights, parses)
     out = []
     for i in order:
         arcs = cands.paths[i][0]
@@ -151,7 +154,7 @@ def tune_weights(lattices: list[Lattice], references: list[str], lm, lm_weights=
     best = (RescoreWeights(0.0, 0.0, 0.0, 0.0, parse_top), float("inf"))
     for lw, wb, pb, ms in itertools.product(lm_weights, word_bonuses, parse_bonuses, mbr_scales):
         w = RescoreWeights(lw, wb, pb, ms, parse_top)
-        hyps = [c.texts[int(c.ranked(w, parses)[0][0])] if c.texts else "" for c in cached]
+        hyps = [c.best_text(w, parses) for c in cached]
         counts = error_counts(references, hyps)
         wer = counts["errors"] / max(1, counts["ref_words"])
         if wer < best[1] - 1e-9:

@@ -10,9 +10,9 @@
     GET  /openapi.json the API description (FastAPI)
 
 No request depends on an earlier one (a worker only remembers which sentences parse, to
-save time), so the service scales by running more workers behind a load balancer. Oversized bodies (413), malformed lattices and lattices over the
-complexity limits (400/422), and missing or wrong tokens (401) are refused with a JSON
-`detail` saying why.
+save time), so the service scales by running more workers behind a load balancer.
+Oversized bodies (413), malformed lattices and lattices over the complexity limits
+(400/422), and missing or wrong tokens (401) are refused with a JSON `detail` saying why.
 """
 
 from __future__ import annotations
@@ -195,8 +195,9 @@ def app_from_environment(settings: dict[str, str] | None = None) -> FastAPI:
 
     env = settings if settings is not None else os.environ
     weights_file = env.get("EDGEVOICE_SERVE_WEIGHTS") or ""
-    if not weights_file and (Path(env["EDGEVOICE_SERVE_LM"]) / "weights.json").exists():
-        weights_file = str(Path(env["EDGEVOICE_SERVE_LM"]) / "weights.json")  # the weights tuned for this LM
+    tuned_for_lm = Path(env["EDGEVOICE_SERVE_LM"]) / "weights.json"
+    if not weights_file and tuned_for_lm.exists():
+        weights_file = str(tuned_for_lm)
     weights = RescoreWeights.from_dict(json.loads(Path(weights_file).read_text())) if weights_file else RescoreWeights()
     nlu = DeviceNLU.load(env.get("EDGEVOICE_SERVE_NLU") or default_model_dir())
     return create_app(NeuralLM(env["EDGEVOICE_SERVE_LM"], threads=1), env["EDGEVOICE_SERVE_TOKEN"], weights, nlu,
