@@ -14,6 +14,10 @@ For no biasing, shallow fusion, the neural biaser, and both, with bias lists of 
 - real-time factor of decoding (one thread) and its overhead over no biasing (median of
   per-utterance ratios), and the time to prepare a list (context graph + neural memory).
 The shallow-fusion weight per token is tuned on the dev split for each list size and mode.
+"fusion+forms" and "both+forms" add the list's heard forms (how the recognizer hears each
+phrase, enrolled once with TTS voices of the training split; `edgevoice context enroll`):
+they join the fusion and rewrite the result. Their similarity threshold and fusion bonus are
+tuned on dev too; the phrases' forms are cached in --heard-forms.
 Results: benchmarks/results/biasing_eval.{json,md}.
 """
 
@@ -31,6 +35,7 @@ from edgevoice.audio.io import read_audio
 from edgevoice.corpus.biasing import read_bias_lists
 from edgevoice.corpus.manifest import audio_path, read_manifest
 from edgevoice.device.context import ContextGraph
+from edgevoice.device.heard_forms import HeardForms, WordContext, enroll
 from edgevoice.device.recognizer import Recognizer
 from edgevoice.text.metrics import biased_error_counts, error_counts
 
@@ -80,13 +85,26 @@ def score(rows: list[dict], common_words: frozenset = frozenset()) -> dict:
 
 
 def run(recognizer: Recognizer, items: list[dict], mode: str, size: int | None,
-        weight: float = 1.5) -> tuple[list[dict], dict]:
+        weight: float = 1.5, heard_forms: HeardForms | None = None, form_weight: float = 0.0,
+        rewrite: bool = True) -> tuple[list[dict], dict]:
+    """Decodes every item as a stream with its list of `size` phrases. With `heard_forms`
+    the list goes to the stream as phrases, so their heard forms join the fusion
+    (`form_weight` per token) and rewrite the result, as `edgevoice transcribe --heard-forms`;
+    with rewrite=False the forms are fused but the result is left as decoded (for tuning
+    the rewrite afterwards: the stream rewrites its final hypotheses, nothing else)."""
     rows, compute, prepare = [], [], []
     for it in items:
         phrases = it["lists"][str(size)] if size else None
         t0 = time.perf_counter()
-        graph = ContextGraph.from_phrases(phrases, recognizer.tokenizer, default_weight=weight) if phrases else None
-        stream = recognizer.create_stream(context=graph, biasing=mode if phrases else "none")
+        if heard_forms is not None and phrases and not rewrite:
+            entries = [(p, weight) for p in phrases] + heard_forms.restricted(phrases).fusion_phrases(form_weight)
+            stream = recognizer.create_stream(context=ContextGraph.from_phrases(entries, recognizer.tokenizer), biasing=mode)
+        elif heard_forms is not None and phrases:
+            stream = recognizer.create_stream(context=[(p, weight) for p in phrases], biasing=mode,
+                                              heard_forms=heard_forms, form_weight=form_weight)
+        else:
+            graph = ContextGraph.from_phrases(phrases, recognizer.tokenizer, default_weight=weight) if phrases else None
+            stream = recognizer.create_stream(context=graph, biasing=mode if phrases else "none")
         prepare.append(time.perf_counter() - t0)
         samples = it["audio"]
         for start in range(0, len(samples), 1600):  # 100 ms blocks, as from a microphone
@@ -101,18 +119,48 @@ def run(recognizer: Recognizer, items: list[dict], mode: str, size: int | None,
     return rows, timing
 
 
+def enrolled_forms(recognizer: Recognizer, path: Path, items: list[dict], sizes: list[int],
+                   word_context: WordContext) -> HeardForms:
+    """The heard forms of every phrase in the items' lists of these sizes, enrolling (and
+    saving, every 100 phrases) those the file lacks."""
+    from tqdm import tqdm
+
+    known = HeardForms.load(path).forms if path.exists() else {}
+    needed = sorted({p for it in items for n in sizes for p in it["lists"][str(n)]})
+    todo = [p for p in needed if p not in known]
+    with tqdm(total=len(todo), desc="enrolling bias phrases", disable=not todo) as bar:
+        for start in range(0, len(todo), 100):
+            known.update(enroll(recognizer, todo[start : start + 100], progress=bar.update).forms)
+            HeardForms(known).save(path)
+    return HeardForms(known, word_context=word_context)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="models/default")
     ap.add_argument("--corpus", default="corpora/biasing")
     ap.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000])
     ap.add_argument("--limit", type=int)
+    ap.add_argument("--modes", nargs="+", default=["fusion", "neural", "both"], choices=["fusion", "neural", "both"],
+                    help="biasing modes to measure (besides none); neural and both need a model with a biaser")
     ap.add_argument("--text-corpus", default="corpora/bench20",
                     help="corpus whose train-split text gives the everyday words (the 300 most frequent), whose "
                          "insertion is not blamed on biasing")
     ap.add_argument("--weights", type=float, nargs="+", default=[0.25, 0.5, 1.0, 1.5, 2.0],
                     help="shallow-fusion bonuses per token tried on the dev split; the best (lowest WER) per "
                          "list size and mode is used on the test split")
+    ap.add_argument("--heard-forms", default="corpora/biasing/heard_forms.json",
+                    help="heard forms of the lists' phrases (edgevoice.device.heard_forms); phrases it lacks are "
+                         "enrolled first and added to it (about 0.6 s a phrase on one core)")
+    ap.add_argument("--forms-sizes", type=int, nargs="*", default=[10, 100],
+                    help="list sizes also measured with heard forms (fusion+forms, both+forms); 1000 needs the "
+                         "whole pool of ~10,000 phrases enrolled (~1.5 h here, once)")
+    ap.add_argument("--thresholds", type=float, nargs="+", default=[0.7, 0.75, 0.8, 0.85],
+                    help="heard-form letter similarities tried on the dev split")
+    ap.add_argument("--min-entity-starts", type=float, nargs="+", default=[0.0, 0.05, 0.1],
+                    help="least P(an entity starts | the word before) for a rewrite, tried on the dev split")
+    ap.add_argument("--form-weights", type=float, nargs="+", default=[0.25, 0.5],
+                    help="shallow-fusion bonuses per token of heard forms tried on the dev split")
     ap.add_argument("--out", default=str(RESULTS / "biasing_eval"))
     args = ap.parse_args()
 
@@ -138,11 +186,18 @@ def main() -> None:
     items = [it for it in items if it["split"] == "test"]
     recognizer = Recognizer.load(args.model, beam=4, threads=1)
     recognizer.transcribe(items[0]["audio"])  # warm-up
-    modes = ["fusion", "neural", "both"] if recognizer.model.has_biaser else ["fusion"]
+    modes = [m for m in args.modes if m == "fusion" or recognizer.model.has_biaser]
     conditions = [("none", None)] + [(m, n) for n in args.sizes for m in modes]
+    forms_sizes = [n for n in args.sizes if n in args.forms_sizes]
+    heard_forms = None
+    if forms_sizes:
+        heard_forms = enrolled_forms(recognizer, Path(args.heard_forms), dev + items, forms_sizes,
+                                     WordContext.load(Path(args.model) / "word_context.json"))
+        form_modes = [m + "+forms" for m in modes if m != "neural"]
+        conditions += [(m, n) for n in forms_sizes for m in form_modes]
     tuned: dict[tuple, dict] = {}
     for mode, size in conditions[1:]:
-        if mode == "neural":
+        if mode == "neural" or mode.endswith("+forms"):
             continue
         tried = {}
         for w in args.weights:
@@ -151,18 +206,47 @@ def main() -> None:
         best = min(tried, key=lambda w: (tried[w], w))
         tuned[(mode, size)] = {"weight": best, "dev_wer_by_weight": tried}
         print(f"dev: {mode} {size}: WER by weight {tried} -> {best}", flush=True)
+    # Heard forms: the plain mode's fusion weight, then the form threshold and form bonus on dev.
+    for mode, size in conditions[1:]:
+        if not mode.endswith("+forms"):
+            continue
+        base_mode = mode.removesuffix("+forms")
+        weight = tuned[(base_mode, size)]["weight"]
+        tried = {}
+        for form_weight in args.form_weights:
+            raw, _ = run(recognizer, dev, base_mode, size, weight, heard_forms, form_weight, rewrite=False)
+            for threshold in args.thresholds:
+                for min_start in args.min_entity_starts:
+                    forms = heard_forms.with_threshold(threshold, min_start)
+                    rows = [dict(r, hyp=forms.restricted(r["list"]).rewrite(r["hyp"])[0]) for r in raw]
+                    tried[(threshold, min_start, form_weight)] = score(rows, common)["wer"]
+        # ties: the stricter rewrite, then the smaller bonus
+        best = min(tried, key=lambda k: (tried[k], -k[0], -k[1], k[2]))
+        tuned[(mode, size)] = {"weight": weight, "threshold": best[0], "min_entity_start": best[1], "form_weight": best[2],
+                               "dev_wer_by_threshold_min_entity_start_form_weight":
+                                   {" ".join(map(str, k)): v for k, v in tried.items()}}
+        print(f"dev: {mode} {size}: (threshold, min entity start, form weight) -> {best}, dev WER {tried[best]:.2%}",
+              flush=True)
     results, baseline = [], None
     for mode, size in conditions:
         t0 = time.time()
-        weight = tuned.get((mode, size), {}).get("weight", 1.5)
-        rows, timing = run(recognizer, items, mode, size, weight)
+        setting = tuned.get((mode, size), {})
+        weight = setting.get("weight", 1.5)
+        if mode.endswith("+forms"):
+            rows, timing = run(recognizer, items, mode.removesuffix("+forms"), size, weight,
+                               heard_forms.with_threshold(setting["threshold"], setting["min_entity_start"]),
+                               setting["form_weight"])
+        else:
+            rows, timing = run(recognizer, items, mode, size, weight)
         s = score(rows, common)
         rare_rows = [r for r in rows if r["rare"]]
         s["rare_name_utterances"] = score(rare_rows, common) if rare_rows else None
         if baseline is None:
             baseline = timing["compute"]
         ratios = [c / b for c, b in zip(timing["compute"], baseline) if b > 0]
-        s.update(mode=mode, list_size=size or 0, fusion_weight=weight if mode in ("fusion", "both") else None,
+        s.update(mode=mode, list_size=size or 0, fusion_weight=weight if mode.split("+")[0] in ("fusion", "both") else None,
+                 form_threshold=setting.get("threshold"), form_fusion_weight=setting.get("form_weight"),
+                 form_min_entity_start=setting.get("min_entity_start"),
                  dev_tuning=tuned.get((mode, size)), rtf=round(timing["rtf"], 4),
                  rtf_overhead_median=round(statistics.median(ratios) - 1, 4),
                  prepare_ms_median=timing["prepare_ms_median"])
@@ -186,13 +270,20 @@ def main() -> None:
     out.with_suffix(".json").write_text(json.dumps(report, indent=2))
     lines = [f"# Context biasing ({len(items)} test utterances, {report['rare_name_utterances']} with held-out rare names, "
              f"{report['utterances_without_entities']} without entities; beam 4, one thread; fusion weight per token "
-             f"tuned on {len(dev)} dev utterances)", "",
-             "| biasing | list | fusion weight | WER | B-WER | U-WER | B-WER change | U-WER change | entity recall | rare-name recall | "
+             f"and heard-form settings tuned on {len(dev)} dev utterances)", "",
+             f"`python benchmarks/biasing_eval.py --model {args.model} --corpus {args.corpus}`", "",
+             "+forms: the list's heard forms (edgevoice.device.heard_forms) join the fusion and rewrite the result; "
+             "settings: fusion weight, then for +forms the form similarity threshold / least entity-start "
+             "probability of the word before / form fusion weight.", "",
+             "| biasing | list | settings | WER | B-WER | U-WER | B-WER change | U-WER change | entity recall | rare-name recall | "
              "false alarms /100 utts | RTF | RTF overhead |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for s in results:
         red = s.get("b_wer_relative_reduction")
         uch = s.get("u_wer_relative_change")
-        lines.append(f"| {s['mode']} | {s['list_size']} | {s['fusion_weight'] or ''} | {s['wer']:.2%} | {s['b_wer']:.2%} | {s['u_wer']:.2%} | "
+        setting = "" if s["fusion_weight"] is None else str(s["fusion_weight"])
+        if s.get("form_threshold") is not None:
+            setting += f" / {s['form_threshold']} / {s['form_min_entity_start']} / {s['form_fusion_weight']}"
+        lines.append(f"| {s['mode']} | {s['list_size']} | {setting} | {s['wer']:.2%} | {s['b_wer']:.2%} | {s['u_wer']:.2%} | "
                      f"{'' if red is None else f'{-red:+.1%}'} | {'' if uch is None else f'{uch:+.1%}'} | "
                      f"{s['entity_recall']:.1%} | {s['rare_name_recall']:.1%} | {s['false_alarms_per_100_utts']} | "
                      f"{s['rtf']:.4f} | {s['rtf_overhead_median']:+.1%} |")

@@ -26,7 +26,7 @@ def test_device_and_audio_never_import_torch():
             "sys.meta_path.insert(0, Block())\n"
             "import edgevoice.audio.io, edgevoice.audio.augment, edgevoice.audio.analysis, edgevoice.text.normalize\n"
             "import edgevoice.device, edgevoice.device.recognizer, edgevoice.device.nlu, edgevoice.device.endpoint\n"
-            "import edgevoice.device.speculation, edgevoice.cloud.client\n"
+            "import edgevoice.device.speculation, edgevoice.device.heard_forms, edgevoice.cloud.client\n"
             "assert 'torch' not in sys.modules\nprint('ok')")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0 and "ok" in result.stdout, result.stderr

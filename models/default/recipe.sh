@@ -66,6 +66,8 @@ for f in train_summary.json log.csv curves.png; do
 done
 $EV export --checkpoint models/default --out models/default --int8
 $EV nlu train --out models/default/nlu.npz
+# What the heard-forms rewriter knows of the training text (everyday words, where entities start).
+$EV context word-stats --corpus corpora/bench20 --out models/default/word_context.json
 
 # Measure (each writes benchmarks/results/*.json + .md; the end-pointing run also fits
 # models/default/endpointer.json on the end-pointing set's dev split).
@@ -76,7 +78,10 @@ $EV corpus build --out corpora/endpointing --hours 1.0 --seed 5 --profile endpoi
 .venv/bin/python benchmarks/nlu_eval.py --model models/default --corpus corpora/bench20
 
 # Context biasing: the evaluation set (held-out rare names, lists of 10/100/1000), then
-# no biasing vs shallow fusion vs the neural biaser vs both.
+# no biasing vs shallow fusion vs the neural biaser vs both, and fusion / both with heard
+# forms (the first run enrolls the lists' ~700 phrases of sizes 10 and 100, ~7 min, into
+# corpora/biasing/heard_forms.json; `--forms-sizes 10 100 1000` enrolls the whole pool of
+# ~10,000 phrases, ~1.5 h).
 $EV corpus build --out corpora/biasing --hours 0.8 --seed 7 --profile biasing
 .venv/bin/python benchmarks/biasing_eval.py --model models/default --corpus corpora/biasing
 

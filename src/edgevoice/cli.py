@@ -339,6 +339,66 @@ def _load_recognizer(model: Optional[Path], int8: bool, beam: int, threads: int)
                            threads=threads)
 
 
+context_app = typer.Typer(help="Bias lists (contacts, device names): hear their phrases as the recognizer does.",
+                          no_args_is_help=True)
+app.add_typer(context_app, name="context")
+
+
+@context_app.command("enroll")
+def context_enroll_cmd(
+    context: Path = typer.Argument(..., help="Phrase list (one per line, optionally `phrase | weight`)."),
+    out: Path = typer.Option(..., "--out", help="Heard-forms file (JSON) to write; phrases it already holds are kept "
+                             "and not enrolled again."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Device model directory (default: the bundled model)."),
+    threshold: float = typer.Option(0.75, "--threshold", help="Letter similarity a span needs to be rewritten."),
+    min_entity_start: float = typer.Option(0.05, "--min-entity-start", help="Least P(an entity starts | the word "
+                                           "before) for a rewrite (from MODEL/word_context.json)."),
+) -> None:
+    """Speak each phrase with a few TTS voices inside carrier sentences, decode it with the
+    recognizer, and keep the words it hears (about 0.6 s a phrase on one core; once per list)."""
+    from tqdm import tqdm
+
+    from edgevoice.device import default_model_dir
+    from edgevoice.device.context import ContextGraph
+    from edgevoice.device.heard_forms import HeardForms, WordContext, enroll
+    from edgevoice.text.normalize import normalize
+
+    try:
+        recognizer = _load_recognizer(model, False, 4, 1)
+        context_file = Path(model or default_model_dir()) / "word_context.json"
+        word_context = WordContext.load(context_file) if context_file.exists() else None
+        phrases = [normalize(p) for p, _ in ContextGraph.read_phrase_file(context)]
+        known = HeardForms.load(out).forms if out.exists() else {}
+        todo = [p for p in dict.fromkeys(phrases) if p and p not in known]
+        with tqdm(total=len(todo), desc="enrolling phrases", disable=not todo) as bar:
+            new = enroll(recognizer, todo, progress=bar.update)
+        HeardForms({**known, **new.forms}, threshold, word_context=word_context,
+                   min_entity_start=min_entity_start if word_context else 0.0).save(out)
+    except EdgevoiceError as exc:
+        _fail(exc)
+    typer.echo(f"{len(todo)} phrase(s) enrolled, {len(known)} already there: {out}")
+
+
+@context_app.command("word-stats")
+def context_word_stats_cmd(
+    corpus: List[Path] = typer.Option(..., "--corpus", help="Corpus folder(s) whose train split is used."),
+    out: Path = typer.Option(..., "--out", help="JSON to write, e.g. MODEL/word_context.json."),
+) -> None:
+    """The training text's everyday words, and how often an entity follows each word: what
+    the heard-forms rewriter needs to know about the model's language (shipped with it)."""
+    from edgevoice.corpus.biasing import ENTITY_SLOTS
+    from edgevoice.corpus.manifest import read_manifest
+    from edgevoice.device.heard_forms import WordContext
+
+    try:
+        records = [r for c in corpus for r in read_manifest(c) if r.get("split") == "train"]
+        stats = WordContext.from_records(records, ENTITY_SLOTS)
+        stats.save(out)
+    except EdgevoiceError as exc:
+        _fail(exc)
+    typer.echo(f"{len(records)} training sentences: {len(stats.entity_start_after)} words with entity statistics -> {out}")
+
+
 @app.command("transcribe")
 def transcribe_cmd(
     files: List[Path] = typer.Argument(..., help="Audio files (wav, flac, ogg, mp3, ...; any sample rate)."),
@@ -353,18 +413,28 @@ def transcribe_cmd(
                                            "optionally `phrase | weight`."),
     biasing: str = typer.Option("auto", "--biasing", help="How --context is used: fusion (shallow fusion), neural (the "
                                 "model's attention biaser), both, or auto (both if the model has a biaser, else fusion)."),
+    heard_forms_file: Optional[Path] = typer.Option(None, "--heard-forms", help="How the recognizer hears the phrases "
+                                                    "(from `edgevoice context enroll`): spans that sound like a phrase "
+                                                    "are rewritten into it; with --context, that list's phrases only."),
 ) -> None:
     """Transcribe files with the on-device recognizer: text, n-best, word times, timing."""
     from edgevoice.audio.io import read_audio
 
     try:
         recognizer = _load_recognizer(model, int8, beam, threads)
-        graph = None
+        graph = heard = None
         if context is not None:
             from edgevoice.device.context import ContextGraph
 
-            graph = ContextGraph.from_phrases(ContextGraph.read_phrase_file(context), recognizer.tokenizer)
-        recognizer.create_stream(context=graph, biasing=biasing)  # refuses a bad mode before any file is read
+            graph = ContextGraph.read_phrase_file(context)
+        if heard_forms_file is not None:
+            from edgevoice.device.heard_forms import HeardForms
+
+            heard = HeardForms.load(heard_forms_file)
+        elif graph is not None:  # built once for every file (with heard forms it holds them too: built per stream)
+            graph = ContextGraph.from_phrases(graph, recognizer.tokenizer)
+        # refuses a bad mode, or phrases the forms lack, before any file is read
+        recognizer.create_stream(context=graph, biasing=biasing, heard_forms=heard)
     except EdgevoiceError as exc:
         _fail(exc)
     if lattice_dir:
@@ -372,7 +442,7 @@ def transcribe_cmd(
     failures = 0
     for path in files:
         try:
-            result = recognizer.transcribe(read_audio(path), context=graph, biasing=biasing)
+            result = recognizer.transcribe(read_audio(path), context=graph, biasing=biasing, heard_forms=heard)
         except EdgevoiceError as exc:  # one bad file does not stop the others
             failures += 1
             if as_json:

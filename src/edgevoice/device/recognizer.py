@@ -29,6 +29,7 @@ from edgevoice.device.model_dir import load_model_directory
 from edgevoice.device.onnx_model import OnnxTransducer
 from edgevoice.device.search import BeamSearch, Hypothesis
 from edgevoice.errors import AudioError, ConfigError
+from edgevoice.text.normalize import normalize
 from edgevoice.text.tokenizer import Tokenizer
 
 
@@ -102,15 +103,22 @@ class Recognizer:
         return Recognizer(OnnxTransducer(model_dir, threads), Tokenizer(model_dir.tokenizer_path), beam, chunk_frames)
 
     BIASING_MODES = ("auto", "fusion", "neural", "both", "none")
+    FORM_FUSION_WEIGHT = 0.5  # shallow-fusion bonus per token of a heard form (tuned on the biasing set's dev split)
 
     def create_stream(self, endpointer: "LearnedEndpointer | RuleEndpointer | None" = None, nlu=None,
-                      context: "ContextGraph | list | None" = None, biasing: str = "auto") -> "Stream":
+                      context: "ContextGraph | list | None" = None, biasing: str = "auto",
+                      heard_forms: "HeardForms | None" = None, form_weight: float | None = None) -> "Stream":
         """With an end-pointer the stream reports events (see Event) and finishes itself at
         the final end; `nlu` (e.g. TemplateNLU) lets the end-pointer see whether the
         hypothesis is already a complete command. `context`: this stream's bias phrases
         (a ContextGraph, or phrases / (phrase, weight) pairs). `biasing`: how they are used:
         "fusion" (shallow fusion in beam search), "neural" (the model's attention biaser),
-        "both", "none"; "auto" is "both" for a model with a biaser, else "fusion"."""
+        "both", "none"; "auto" is "both" for a model with a biaser, else "fusion".
+        `heard_forms` (edgevoice.device.heard_forms, from `edgevoice context enroll`): spans of
+        each final hypothesis that sound like a phrase as this recognizer hears it are
+        rewritten into the phrase; with a `context`, only that list's phrases, and if that
+        list is given as phrases (not a ContextGraph) their heard forms join the shallow
+        fusion with `form_weight` per token (default FORM_FUSION_WEIGHT)."""
         if biasing not in self.BIASING_MODES:
             raise ConfigError(f"biasing must be one of {', '.join(self.BIASING_MODES)}, got {biasing!r}")
         if biasing == "auto":
@@ -123,18 +131,31 @@ class Recognizer:
                               f"model's encoder gives {self.model.joiner_dim}: refit it for this model "
                               "(benchmarks/endpointing_eval.py writes MODEL/endpointer.json)")
         graph = bias = None
+        if heard_forms is not None and context is not None:
+            phrases = context.phrases if isinstance(context, ContextGraph) else \
+                [normalize(p if isinstance(p, str) else p[0]) for p in context]
+            heard_forms = heard_forms.restricted(phrases)
         if context is not None and biasing != "none":
-            graph = context if isinstance(context, ContextGraph) else ContextGraph.from_phrases(list(context), self.tokenizer)
+            if not isinstance(context, ContextGraph):
+                entries = list(context)
+                if heard_forms is not None:  # a list given as phrases: their heard forms are fused too
+                    weight = self.FORM_FUSION_WEIGHT if form_weight is None else form_weight
+                    entries += heard_forms.fusion_phrases(weight) if weight > 0 else []
+                context = ContextGraph.from_phrases(entries, self.tokenizer)
+            graph = context
             if biasing in ("neural", "both") and graph.phrases:
                 bias = self._bias_memories.get(graph)
                 if bias is None:  # once per list, however many streams use it
                     bias = self._bias_memories[graph] = self.model.bias_memory(graph.phrase_tokens)
             if biasing == "neural":
                 graph = None
-        return Stream(self, endpointer, nlu, graph, bias)
+        stream = Stream(self, endpointer, nlu, graph, bias)
+        stream.heard_forms = heard_forms if biasing != "none" else None
+        return stream
 
-    def transcribe(self, samples: np.ndarray, sample_rate: int = SAMPLE_RATE, context=None, biasing: str = "auto") -> Result:
-        stream = self.create_stream(context=context, biasing=biasing)
+    def transcribe(self, samples: np.ndarray, sample_rate: int = SAMPLE_RATE, context=None, biasing: str = "auto",
+                   heard_forms=None, form_weight: float | None = None) -> Result:
+        stream = self.create_stream(context=context, biasing=biasing, heard_forms=heard_forms, form_weight=form_weight)
         stream.accept_waveform(sample_rate, samples)
         return stream.finish()
 
@@ -161,6 +182,7 @@ class Stream:
         self.final_result: Result | None = None
         self._encoder_state = model.initial_encoder_state(1)
         self._bias = bias  # the neural biaser's memory of this stream's phrases (None: no list)
+        self.heard_forms = None  # HeardForms applied to the final hypotheses (set by create_stream)
         self._search = BeamSearch(model, recognizer.beam, context, bias)
         self._search.keep_trace = endpointer is not None
         self._resampler = None  # soxr.ResampleStream, made when a non-16 kHz rate arrives
@@ -291,7 +313,7 @@ class Stream:
             self.events.append(Event("speculative_end", obs.time, obs.text, self._lattice(), reset=reset))
 
     def _lattice(self) -> Lattice:
-        hyps = [self._hyp_dict(h) for h in self._search.nbest(final=True)]
+        hyps = self._hypotheses()
         return Lattice.from_nbest([(h["words"], h["score"]) for h in hyps], self.audio_seconds)
 
     def _final_end(self, at: float) -> None:
@@ -354,8 +376,18 @@ class Stream:
                 "tokens": list(h.tokens), "token_times": [round(f * rec.frame_seconds, 2) for f in h.frames],
                 "words": rec.tokenizer.word_times(h.tokens, h.frames, rec.frame_seconds)}
 
-    def _result(self) -> Result:
+    def _hypotheses(self) -> list[dict]:
+        """The n-best as dicts, each rewritten by the heard forms if the stream has them."""
         hyps = [self._hyp_dict(h) for h in self._search.nbest(final=True)]
+        if self.heard_forms is not None:
+            for h in hyps:
+                words = self.heard_forms.rewrite_timed(h["words"])
+                if words != h["words"]:
+                    h["words"], h["text"] = words, " ".join(w["word"] for w in words)
+        return hyps
+
+    def _result(self) -> Result:
+        hyps = self._hypotheses()
         lattice = Lattice.from_nbest([(h["words"], h["score"]) for h in hyps], self.audio_seconds)
         best = hyps[0]
         return Result(best["text"], best["tokens"], best["words"], hyps, lattice, self.audio_seconds, 0.0, 0.0)

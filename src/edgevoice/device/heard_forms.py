@@ -1,0 +1,357 @@
+"""Heard forms: how this recognizer hears the user's phrases, and turning that back into them.
+
+A small recognizer mishears a name it has never seen, but it mishears it much the same way
+each time: "kofi annan" comes out as "cofian", "thelonious" as "the luis", "zsofia" as
+"sofia". Shallow fusion cannot help when the name's own tokens never reach the beam; the
+words the recognizer puts in its place can still be recognized for what they are.
+
+Enrollment (once per phrase, when a list is registered; `enroll`): each phrase is spoken by
+a few TTS voices inside carrier sentences ("call ... please") and decoded by the recognizer
+itself, without biasing. The words it puts where the phrase was are the phrase's heard
+forms, counted over voices and carriers. The enrolment voices are training-split voices of
+the corpus builder, so no evaluation voice is used. `HeardForms.save`/`load` keep the result
+(JSON), so a list is enrolled once and its forms reused by every request.
+
+Recognition (`HeardForms.rewrite`, applied by the stream to its final n-best): a span of
+the hypothesis whose letters are close to a heard form or to the phrase itself (normalized
+Indel similarity of the letters, spaces ignored, at least `threshold`) is replaced by the
+phrase; overlapping matches keep the most similar. The forms also join the shallow fusion
+(`fusion_phrases`), which keeps them in the beam. Guards against false alarms, from the
+model's training text (`WordContext`): a span of everyday words only is rewritten only if
+the phrase was heard as exactly those words at least `min_common_count` times (a name heard
+as "the" must not turn every "the" into it), a span may not take an everyday word at
+either end that its form lacks, and a rewrite needs a word before it after which entities
+start often enough (`min_entity_start`: "call" yes, "can" no).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgevoice.errors import ConfigError
+
+CARRIERS = ("call {} please", "send a message to {} please")
+# Training-split voices of the corpus builder (edgevoice.corpus.tts), fast engines only.
+ENROLL_VOICES = ("espeak:en-us+m1:p50:w1.00", "flite:kal16:p1.00:w1.00", "festival:kal_diphone:p1.00:w1.00")
+DEFAULT_THRESHOLD = 0.75
+DEFAULT_MIN_ENTITY_START = 0.05  # with a WordContext
+MIN_FORM_LETTERS = 3
+
+
+def slot_words(carrier: str, hyp_words: list[str]) -> list[str]:
+    """The hypothesis words that stand where the carrier's `{}` was: everything between the
+    last word aligned to the carrier's prefix and the first aligned to its suffix."""
+    before, _, after = carrier.partition("{}")
+    prefix, suffix = before.split(), after.split()
+    template = prefix + ["\0slot"] + suffix
+    matcher = difflib.SequenceMatcher(None, template, hyp_words, autojunk=False)
+    start, end = 0, len(hyp_words)
+    for block in matcher.get_matching_blocks():
+        for k in range(block.size):
+            i, j = block.a + k, block.b + k
+            if i < len(prefix):
+                start = max(start, j + 1)
+            elif i > len(prefix):
+                end = min(end, j)
+    return strip_carrier_words(hyp_words[start:end], (carrier,)) if start < end else []
+
+
+def _letters(text: str) -> str:
+    return text.replace(" ", "")
+
+
+def _similar(a: str, b: str) -> float:
+    from rapidfuzz.distance import Indel
+
+    return Indel.normalized_similarity(a, b)
+
+
+def strip_carrier_words(words: list[str], carriers=CARRIERS, similarity: float = 0.75) -> list[str]:
+    """Drops what is left of a carrier around a heard form: leading words like the word
+    before the slot ("calls" for "call"), trailing words like the one after it ("pleased")."""
+    before = {c.partition("{}")[0].split()[-1] for c in carriers if c.partition("{}")[0].split()}
+    after = {c.partition("{}")[2].split()[0] for c in carriers if c.partition("{}")[2].split()}
+    words = list(words)
+    while words and any(_similar(words[0], w) >= similarity for w in before):
+        words.pop(0)
+    while words and any(_similar(words[-1], w) >= similarity for w in after):
+        words.pop()
+    return words
+
+
+class WordContext:
+    """What the training text says about words, for the rewriter: its most frequent words,
+    and how often an entity (a name, device, room, song...) starts right after each word.
+    Computed from corpus manifests (`edgevoice context word-stats`), shipped with the model."""
+
+    def __init__(self, common_words, entity_start: dict[str, float], default: float):
+        self.common_words = frozenset(common_words)
+        self.entity_start_after = dict(entity_start)
+        self.default = float(default)
+
+    def entity_start(self, previous_word: str | None) -> float:
+        """P(an entity starts here | the word before; None at the start)."""
+        return self.entity_start_after.get(previous_word or "<s>", self.default)
+
+    @staticmethod
+    def from_records(records, entity_slots, common_count: int = 300, min_count: int = 5,
+                     smoothing: float = 2.0) -> "WordContext":
+        """records: manifest rows with `text` and `slots` ({name, start, end} word spans)."""
+        words_seen, starts, totals = Counter(), Counter(), Counter()
+        for r in records:
+            words = (r.get("text") or "").split()
+            begins = {s["start"] for s in r.get("slots") or [] if s["name"] in entity_slots}
+            words_seen.update(words)
+            for i in range(len(words)):
+                previous = words[i - 1] if i else "<s>"
+                totals[previous] += 1
+                starts[previous] += i in begins
+        if not totals:
+            raise ConfigError("no words in the given records")
+        default = sum(starts.values()) / sum(totals.values())
+        table = {w: round((starts[w] + smoothing * default) / (n + smoothing), 4)
+                 for w, n in totals.items() if n >= min_count}
+        return WordContext([w for w, _ in words_seen.most_common(common_count)], table, round(default, 4))
+
+    def to_dict(self) -> dict:
+        return {"common_words": sorted(self.common_words), "entity_start": self.entity_start_after,
+                "default": self.default}
+
+    @staticmethod
+    def from_dict(d: dict) -> "WordContext":
+        return WordContext(d["common_words"], {str(k): float(v) for k, v in d["entity_start"].items()}, d["default"])
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=0, sort_keys=True) + "\n", encoding="utf-8")
+
+    @staticmethod
+    def load(path: str | Path) -> "WordContext":
+        try:
+            return WordContext.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ConfigError(f"cannot read the word context {path}: {exc}") from exc
+
+
+@dataclass
+class Replacement:
+    start: int  # word span [start, end) of the hypothesis
+    end: int
+    heard: str
+    phrase: str | None  # None: a match not trusted (everyday words), which keeps the words as heard
+    similarity: float
+
+
+class HeardForms:
+    """Phrase -> its heard forms with counts. The phrase itself always counts as a form."""
+
+    def __init__(self, forms: dict[str, dict[str, int]], threshold: float = DEFAULT_THRESHOLD,
+                 common_words: frozenset[str] = frozenset(), min_common_count: int = 2,
+                 word_context: "WordContext | None" = None, min_entity_start: float = 0.0):
+        if not 0 < threshold <= 1:
+            raise ConfigError(f"heard-form threshold must be within (0, 1], got {threshold}")
+        if not 0 <= min_entity_start < 1:
+            raise ConfigError(f"min_entity_start must be within [0, 1), got {min_entity_start}")
+        self.threshold = float(threshold)
+        self.forms = {p: dict(f) for p, f in forms.items()}
+        self.word_context = word_context
+        self.common_words = frozenset(common_words) | (word_context.common_words if word_context else frozenset())
+        self.min_common_count = min_common_count
+        self.min_entity_start = float(min_entity_start)
+        # One flat table for matching: (letters, phrase, form), the phrase's own spelling included.
+        table: dict[str, tuple[str, str, int]] = {}
+        for phrase, heard in self.forms.items():
+            cleaned: Counter = Counter()
+            phrase_words = phrase.split()
+            for form, count in heard.items():
+                form_words = strip_carrier_words(form.split())
+                # A multi-word phrase partly heard ("kitchen" for "kitchen lamp") is not a
+                # form of it: rewriting it would add words the user did not say.
+                if form_words and len(form_words) < len(phrase_words) and all(w in phrase_words for w in form_words):
+                    continue
+                if form_words:
+                    cleaned[" ".join(form_words)] += count
+            candidates = [(phrase, max(cleaned.values(), default=0) + 1)] + cleaned.most_common()
+            for form, count in candidates:
+                letters = _letters(form)
+                if len(letters) < MIN_FORM_LETTERS:
+                    continue
+                # A form shared by two phrases goes to the phrase it spells, else the first enrolled.
+                if letters not in table or form == phrase:
+                    table[letters] = (phrase, form, count)
+        self._letters = list(table)
+        self._targets = [table[k] for k in self._letters]
+        self._max_words = max((len(f.split()) for _, f, _ in self._targets), default=0) + 1
+
+    def __len__(self) -> int:
+        return len(self.forms)
+
+    def with_threshold(self, threshold: float, min_entity_start: float | None = None) -> "HeardForms":
+        return HeardForms(self.forms, threshold, self.common_words, self.min_common_count, self.word_context,
+                          self.min_entity_start if min_entity_start is None else min_entity_start)
+
+    def restricted(self, phrases) -> "HeardForms":
+        """The forms of these phrases only (a request's list out of an enrolled superset)."""
+        missing = [p for p in phrases if p not in self.forms]
+        if missing:
+            raise ConfigError(f"{len(missing)} phrase(s) not enrolled, e.g. {missing[0]!r}: run `edgevoice context enroll`")
+        return HeardForms({p: self.forms[p] for p in phrases}, self.threshold, self.common_words, self.min_common_count,
+                          self.word_context, self.min_entity_start)
+
+    def fusion_phrases(self, weight: float) -> list[tuple[str, float]]:
+        """The heard forms as extra shallow-fusion phrases (not the phrases themselves, nor
+        forms of everyday words only): boosting what the recognizer can say for a name keeps
+        it in the beam until the rewrite turns it into the name."""
+        return [(form, weight) for phrase, form, _ in self._targets
+                if form != phrase and form not in self.forms and not all(w in self.common_words for w in form.split())]
+
+    # ---- matching ---------------------------------------------------------------------
+
+    def matches(self, words: list[str]) -> list[Replacement]:
+        """Non-overlapping spans of `words` to replace, best first then left to right."""
+        if not self._letters or not words:
+            return []
+        from rapidfuzz import process
+        from rapidfuzz.distance import Indel
+
+        spans = [(i, j) for i in range(len(words)) for j in range(i + 1, min(len(words), i + self._max_words) + 1)]
+        queries = [_letters(" ".join(words[i:j])) for i, j in spans]
+        scores = process.cdist(queries, self._letters, scorer=Indel.normalized_similarity,
+                               score_cutoff=self.threshold, workers=1)
+        found = []
+        for q, (i, j) in enumerate(spans):
+            row = scores[q]
+            k = int(row.argmax())
+            if row[k] >= self.threshold:
+                phrase, form, count = self._targets[k]
+                if len(queries[q]) < MIN_FORM_LETTERS:
+                    continue
+                span = words[i:j]
+                # Names and device names follow "call", "to", "the"..., rarely "can" or "you".
+                if self.word_context is not None and \
+                        self.word_context.entity_start(words[i - 1] if i else None) < self.min_entity_start:
+                    continue
+                # Everyday words are rewritten only when the recognizer heard the phrase as
+                # exactly them, consistently; nor may a span reach out to take an everyday
+                # word at either end that its form does not have there.
+                if all(w in self.common_words for w in span) and not (
+                        row[k] == 1.0 and (form == phrase or count >= self.min_common_count)):
+                    # not trusted, but the best reading of these words: no weaker match
+                    # overlapping them may rewrite them either
+                    found.append(Replacement(i, j, " ".join(span), None, float(row[k])))
+                    continue
+                form_words = form.split()
+                if (span[0] in self.common_words and span[0] != form_words[0]) or \
+                        (span[-1] in self.common_words and span[-1] != form_words[-1]):
+                    continue
+                # Part of a multi-word phrase said ("kitchen" of "kitchen lamp") is not the phrase.
+                phrase_words = phrase.split()
+                if len(span) < len(phrase_words) and all(w in phrase_words for w in span):
+                    continue
+                found.append(Replacement(i, j, " ".join(words[i:j]), phrase, float(row[k])))
+        # Most similar first; among equals the longer span (a whole name over a part of it).
+        found.sort(key=lambda r: (-r.similarity, -(r.end - r.start), r.start))
+        taken = [False] * len(words)
+        chosen = []
+        for r in found:
+            if any(taken[r.start : r.end]):
+                continue
+            if r.phrase is None or r.heard == r.phrase:  # kept as heard, and others kept off these words
+                taken[r.start : r.end] = [True] * (r.end - r.start)
+                continue
+            taken[r.start : r.end] = [True] * (r.end - r.start)
+            chosen.append(r)
+        return sorted(chosen, key=lambda r: r.start)
+
+    def rewrite(self, text: str) -> tuple[str, list[Replacement]]:
+        words = text.split()
+        replacements = self.matches(words)
+        for r in reversed(replacements):
+            words[r.start : r.end] = r.phrase.split()
+        return " ".join(words), replacements
+
+    def rewrite_timed(self, words: list[dict]) -> list[dict]:
+        """Rewrites a hypothesis given as timed words ({word, start, end, ...}): each replaced
+        span becomes the phrase's words, sharing the span's time evenly."""
+        replacements = self.matches([w["word"] for w in words])
+        out = [dict(w) for w in words]
+        for r in reversed(replacements):
+            start, end = out[r.start]["start"], out[r.end - 1]["end"]
+            new_words = r.phrase.split()
+            step = (end - start) / len(new_words)
+            out[r.start : r.end] = [{"word": w, "start": round(start + k * step, 2), "end": round(start + (k + 1) * step, 2)}
+                                    for k, w in enumerate(new_words)]
+        return out
+
+    # ---- storage ----------------------------------------------------------------------
+
+    def to_dict(self) -> dict:
+        return {"format": "edgevoice-heard-forms", "version": 1, "threshold": self.threshold,
+                "min_common_count": self.min_common_count, "min_entity_start": self.min_entity_start,
+                "common_words": sorted(self.common_words),
+                "word_context": self.word_context.to_dict() if self.word_context else None, "forms": self.forms}
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+
+    @staticmethod
+    def load(path: str | Path, threshold: float | None = None) -> "HeardForms":
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"cannot read heard forms from {path}: {exc}") from exc
+        if not isinstance(data, dict) or data.get("format") != "edgevoice-heard-forms":
+            raise ConfigError(f"{path} is not a heard-forms file (made by `edgevoice context enroll`)")
+        forms = data.get("forms")
+        if not isinstance(forms, dict) or not all(
+                isinstance(p, str) and isinstance(f, dict) and all(isinstance(k, str) and isinstance(v, int) and v > 0
+                                                                    for k, v in f.items())
+                for p, f in forms.items()):
+            raise ConfigError(f"{path}: 'forms' must map each phrase to {{heard form: count}}")
+        try:
+            context = WordContext.from_dict(data["word_context"]) if data.get("word_context") else None
+            return HeardForms(forms, threshold if threshold is not None else float(data.get("threshold", DEFAULT_THRESHOLD)),
+                              frozenset(data.get("common_words", [])), int(data.get("min_common_count", 2)),
+                              context, float(data.get("min_entity_start", 0.0)))
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            raise ConfigError(f"{path}: bad heard-forms settings: {exc}") from exc
+
+
+def enroll(recognizer, phrases, synthesizer=None, voices=ENROLL_VOICES, carriers=CARRIERS,
+           word_context: WordContext | None = None, threshold: float = DEFAULT_THRESHOLD,
+           min_entity_start: float = DEFAULT_MIN_ENTITY_START, progress=None) -> HeardForms:
+    """Hears each phrase as the recognizer does: synthesized by `voices` in each carrier
+    sentence, decoded without biasing, the slot's words counted. `synthesizer`: an
+    edgevoice.corpus.tts.Synthesizer (one is made and closed here if not given)."""
+    from edgevoice.corpus.tts import Synthesizer, Voice
+    from edgevoice.text.normalize import normalize
+
+    parsed = [Voice.parse(v) for v in voices]
+    own = synthesizer is None
+    synthesizer = synthesizer or Synthesizer()
+    forms: dict[str, dict[str, int]] = {}
+    try:
+        for phrase in phrases:
+            spoken = normalize(phrase)
+            if not spoken:
+                raise ConfigError(f"bias phrase {phrase!r} has no words")
+            heard: Counter = Counter()
+            for carrier in carriers:
+                for voice in parsed:
+                    audio = synthesizer.synthesize(carrier.format(spoken), voice)
+                    hyp = recognizer.transcribe(audio, biasing="none").text.split()
+                    form = " ".join(slot_words(carrier, hyp))
+                    if form:
+                        heard[form] += 1
+            forms[spoken] = dict(heard)
+            if progress is not None:
+                progress(1)
+    finally:
+        if own:
+            synthesizer.close()
+    return HeardForms(forms, threshold, word_context=word_context,
+                      min_entity_start=min_entity_start if word_context is not None else 0.0)

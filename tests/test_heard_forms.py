@@ -1,0 +1,184 @@
+"""Heard forms: enrolment extracts what the recognizer puts in a carrier's slot, and the
+rewriter turns spans that sound like a listed phrase back into it, in the result, the n-best
+and the lattice, without touching everyday words or the user's other words."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import engines_or_fail
+from edgevoice.audio.io import read_audio
+from edgevoice.device.heard_forms import HeardForms, WordContext, enroll, slot_words, strip_carrier_words
+from edgevoice.device.recognizer import Recognizer
+from edgevoice.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = ROOT / "models" / "default"
+
+
+def test_slot_words_come_from_between_the_carrier_words():
+    assert slot_words("call {} please", "call tems in please".split()) == ["tems", "in"]
+    # the carrier itself misheard: "calls" and "pleased" are still carrier words
+    assert slot_words("call {} please", "calls tems in pleased".split()) == ["tems", "in"]
+    assert slot_words("send a message to {} please", "send a message to cofian please".split()) == ["cofian"]
+    assert slot_words("call {} please", "call please".split()) == []
+    assert strip_carrier_words(["calls", "saga"]) == ["saga"]
+
+
+def test_a_heard_form_is_rewritten_into_its_phrase():
+    forms = HeardForms({"tenzin": {"tems in": 4, "tes": 1}, "kofi annan": {"cofian": 2}}, threshold=0.75)
+    text, replacements = forms.rewrite("call tems in now")
+    assert text == "call tenzin now"
+    assert [(r.start, r.end, r.phrase) for r in replacements] == [(1, 3, "tenzin")]
+    # close, not equal: letters "cofyan" against "cofian"
+    assert forms.rewrite("message cofyan please")[0] == "message kofi annan please"
+    # nothing like any form: untouched
+    assert forms.rewrite("turn on the kitchen lights") == ("turn on the kitchen lights", [])
+    # the phrase said right stays right, and no other phrase takes its words
+    assert forms.rewrite("call tenzin")[0] == "call tenzin"
+
+
+def test_everyday_words_are_not_rewritten_unless_heard_exactly_and_often():
+    common = frozenset({"the", "you", "harry", "to"})
+    forms = HeardForms({"ava": {"the": 1}, "yuki": {"you": 1}, "haruto": {"harry to": 3}}, 0.75, common,
+                       min_common_count=3)
+    assert forms.rewrite("play the news")[0] == "play the news"
+    assert forms.rewrite("can you call me")[0] == "can you call me"
+    # heard exactly so by three of the enrolment's decodes: trusted even though common
+    assert forms.rewrite("remind me to call harry to at seven")[0] == "remind me to call haruto at seven"
+    strict = HeardForms({"haruto": {"harry to": 2}}, 0.75, common, min_common_count=3)
+    assert strict.rewrite("call harry to")[0] == "call harry to"
+
+
+def test_a_multi_word_phrase_heard_in_part_is_not_a_form_of_it():
+    forms = HeardForms({"kitchen lamp": {"kitchen": 2, "kichen lam": 1}}, 0.75)
+    assert forms.rewrite("turn on the kitchen light")[0] == "turn on the kitchen light"
+    assert forms.rewrite("turn on the kichen lam")[0] == "turn on the kitchen lamp"
+
+
+def test_timed_rewrite_keeps_the_span_times():
+    forms = HeardForms({"kofi annan": {"cofian": 2}}, 0.75)
+    words = [{"word": "call", "start": 0.2, "end": 0.4}, {"word": "cofian", "start": 0.5, "end": 1.1}]
+    out = forms.rewrite_timed(words)
+    assert [w["word"] for w in out] == ["call", "kofi", "annan"]
+    assert out[1]["start"] == 0.5 and out[2]["end"] == 1.1 and out[1]["end"] == out[2]["start"]
+    assert words[1]["word"] == "cofian"  # the input is not modified
+
+
+def test_files_round_trip_and_bad_files_are_named(tmp_path):
+    forms = HeardForms({"tenzin": {"tems in": 4}}, 0.8, frozenset({"the"}))
+    path = tmp_path / "forms.json"
+    forms.save(path)
+    back = HeardForms.load(path)
+    assert back.forms == forms.forms and back.threshold == 0.8 and back.common_words == {"the"}
+    assert HeardForms.load(path, threshold=0.9).threshold == 0.9
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="bad.json"):
+        HeardForms.load(tmp_path / "bad.json")
+    (tmp_path / "other.json").write_text(json.dumps({"forms": {}}))
+    with pytest.raises(ConfigError, match="not a heard-forms file"):
+        HeardForms.load(tmp_path / "other.json")
+    (tmp_path / "counts.json").write_text(json.dumps({"format": "edgevoice-heard-forms", "forms": {"x": {"y": -1}}}))
+    with pytest.raises(ConfigError, match="heard form: count"):
+        HeardForms.load(tmp_path / "counts.json")
+    with pytest.raises(ConfigError, match="threshold"):
+        HeardForms({}, threshold=1.5)
+    with pytest.raises(ConfigError, match="not enrolled.*'ava'"):
+        forms.restricted(["tenzin", "ava"])
+
+
+def test_the_stream_rewrites_result_nbest_and_lattice():
+    recognizer = Recognizer.load(MODEL)
+    audio = read_audio(ROOT / "samples" / "jazz.flac")
+    plain = recognizer.transcribe(audio)
+    assert "jazz" in plain.text.split()  # the premise: the bundled model hears "jazz" here
+    forms = HeardForms({"chaz": {"jazz": 3}}, 0.75)
+    result = recognizer.transcribe(audio, heard_forms=forms)
+    assert result.text == plain.text.replace("jazz", "chaz")
+    assert "chaz" in [w["word"] for w in result.words]
+    assert result.lattice.nbest(1)[0]["text"] == result.text
+    assert all(h["text"] == h["text"].replace("jazz", "chaz") for h in result.nbest)
+    # a list without the phrase: its forms are not used
+    both = HeardForms({"kitchen lights": {"kichen lights": 2}, "chaz": {"jazz": 3}}, 0.75)
+    fused = recognizer.transcribe(audio, context=["kitchen lights"], biasing="fusion")
+    assert recognizer.transcribe(audio, context=["kitchen lights"], biasing="fusion", heard_forms=both).text == fused.text
+    with pytest.raises(ConfigError, match="not enrolled"):
+        recognizer.create_stream(context=["someone new"], heard_forms=forms)
+    assert recognizer.transcribe(audio, biasing="none", heard_forms=forms).text == plain.text
+
+
+def test_enrolment_hears_a_phrase_through_the_recognizer():
+    engines_or_fail()
+    recognizer = Recognizer.load(MODEL)
+    voices, carriers = ("espeak:en-us+m1:p50:w1.00", "flite:kal16:p1.00:w1.00"), ("call {} please", "turn on the {} please")
+    forms = enroll(recognizer, ["Kitchen Lights"], voices=voices, carriers=carriers)
+    heard = forms.forms["kitchen lights"]  # stored in spoken form
+    assert 1 <= sum(heard.values()) <= len(voices) * len(carriers)
+    assert not any(w in ("call", "please", "turn") for form in heard for w in form.split()[:1])
+    # a phrase this model knows is heard as itself at least once
+    assert "kitchen lights" in heard
+    with pytest.raises(ConfigError, match="no words"):
+        enroll(recognizer, ["  "], voices=voices, carriers=carriers)
+
+
+def test_fusion_boosts_heard_forms_but_not_everyday_words():
+    forms = HeardForms({"tenzin": {"tems in": 4, "the": 2}, "kofi annan": {"kofi annan": 1, "cofian": 2}}, 0.75,
+                       frozenset({"the"}))
+    assert sorted(forms.fusion_phrases(0.5)) == [("cofian", 0.5), ("tems in", 0.5)]
+    assert forms.with_threshold(0.9).threshold == 0.9 and forms.with_threshold(0.9).forms == forms.forms
+
+
+def test_word_context_counts_entity_starts_and_gates_rewrites(tmp_path):
+    records = [{"text": "call anna now", "slots": [{"name": "name", "start": 1, "end": 2}]},
+               {"text": "call bob", "slots": [{"name": "name", "start": 1, "end": 2}]},
+               {"text": "can you help", "slots": []},
+               {"text": "set a timer", "slots": [{"name": "duration", "start": 2, "end": 3}]}] * 20
+    stats = WordContext.from_records(records, entity_slots={"name"}, common_count=3)
+    assert stats.entity_start("call") > 0.8 and stats.entity_start("you") < 0.05
+    assert stats.entity_start("a") < 0.05  # the timer's duration is not an entity slot
+    assert stats.entity_start("never seen") == stats.default
+    assert len(stats.common_words) == 3 and "call" in stats.common_words
+    path = tmp_path / "context.json"
+    stats.save(path)
+    assert WordContext.load(path).to_dict() == stats.to_dict()
+    path.write_text('{"common_words": []}')
+    with pytest.raises(ConfigError, match="word context"):
+        WordContext.load(path)
+
+    forms = HeardForms({"yuki": {"youki": 2}}, 0.75, word_context=stats, min_entity_start=0.3)
+    assert forms.rewrite("call youki")[0] == "call yuki"
+    assert forms.rewrite("can youki help")[0] == "can youki help"  # nothing is named after "can"
+    assert forms.with_threshold(0.75, 0.0).rewrite("can youki help")[0] == "can yuki help"
+    forms.save(tmp_path / "forms.json")  # the context travels with the forms
+    assert HeardForms.load(tmp_path / "forms.json").rewrite("can youki help")[0] == "can youki help"
+    with pytest.raises(ConfigError, match="min_entity_start"):
+        HeardForms({}, 0.75, min_entity_start=1.0)
+
+
+def test_cli_enrolls_a_list_and_transcribes_with_it(tmp_path):
+    engines_or_fail()
+    import subprocess
+    import sys
+
+    phrases = tmp_path / "contacts.txt"
+    phrases.write_text("chaz | 2.0\n")
+    out = tmp_path / "contacts.forms.json"
+    cli = [sys.executable, "-m", "edgevoice.cli"]
+    done = subprocess.run(cli + ["context", "enroll", str(phrases), "--out", str(out)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    data = json.loads(out.read_text())
+    assert set(data["forms"]) == {"chaz"} and data["word_context"]["common_words"]
+    again = subprocess.run(cli + ["context", "enroll", str(phrases), "--out", str(out)], capture_output=True, text=True)
+    assert "0 phrase(s) enrolled, 1 already there" in again.stdout
+    # force a form the bundled sample contains, and see the rewrite come out of `transcribe`
+    data["forms"]["chaz"] = {"jazz": 3}
+    out.write_text(json.dumps(data))
+    shown = subprocess.run(cli + ["transcribe", str(ROOT / "samples" / "jazz.flac"), "--context", str(phrases),
+                                  "--heard-forms", str(out), "--json"], capture_output=True, text=True)
+    assert shown.returncode == 0, shown.stderr
+    assert "chaz" in json.loads(shown.stdout.splitlines()[0])["text"].split()
+    out.write_text("{broken")
+    bad = subprocess.run(cli + ["transcribe", str(ROOT / "samples" / "jazz.flac"), "--heard-forms", str(out)],
+                         capture_output=True, text=True)
+    assert bad.returncode != 0 and "heard forms" in bad.stderr and "Traceback" not in bad.stderr
