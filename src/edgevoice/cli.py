@@ -350,8 +350,8 @@ def context_enroll_cmd(
     out: Path = typer.Option(..., "--out", help="Heard-forms file (JSON) to write; phrases it already holds are kept "
                              "and not enrolled again."),
     model: Optional[Path] = typer.Option(None, "--model", help="Device model directory (default: the bundled model)."),
-    threshold: float = typer.Option(0.75, "--threshold", help="Letter similarity a span needs to be rewritten."),
-    min_entity_start: float = typer.Option(0.05, "--min-entity-start", help="Least P(an entity starts | the word "
+    threshold: float = typer.Option(0.7, "--threshold", help="Letter similarity a span needs to be rewritten."),
+    min_entity_start: float = typer.Option(0.1, "--min-entity-start", help="Least P(an entity starts | the word "
                                            "before) for a rewrite (from MODEL/word_context.json)."),
 ) -> None:
     """Speak each phrase with a few TTS voices inside carrier sentences, decode it with the

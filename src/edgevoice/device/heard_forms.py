@@ -37,8 +37,8 @@ from edgevoice.errors import ConfigError
 CARRIERS = ("call {} please", "send a message to {} please")
 # Training-split voices of the corpus builder (edgevoice.corpus.tts), fast engines only.
 ENROLL_VOICES = ("espeak:en-us+m1:p50:w1.00", "flite:kal16:p1.00:w1.00", "festival:kal_diphone:p1.00:w1.00")
-DEFAULT_THRESHOLD = 0.75
-DEFAULT_MIN_ENTITY_START = 0.05  # with a WordContext
+DEFAULT_THRESHOLD = 0.7  # tuned on the biasing set's dev split (benchmarks/biasing_eval.py)
+DEFAULT_MIN_ENTITY_START = 0.1  # with a WordContext; tuned likewise
 MIN_FORM_LETTERS = 3
 
 
