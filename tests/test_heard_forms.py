@@ -182,3 +182,20 @@ def test_cli_enrolls_a_list_and_transcribes_with_it(tmp_path):
     bad = subprocess.run(cli + ["transcribe", str(ROOT / "samples" / "jazz.flac"), "--heard-forms", str(out)],
                          capture_output=True, text=True)
     assert bad.returncode != 0 and "heard forms" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_graph_built_once_with_the_forms_serves_many_streams():
+    from edgevoice.device.context import ContextGraph
+
+    recognizer = Recognizer.load(MODEL)
+    audio = read_audio(ROOT / "samples" / "jazz.flac")
+    forms = HeardForms({"chaz": {"jazz": 3}, "tenzin": {"tems in": 4}}, 0.75)
+    listed = forms.restricted(["chaz"])
+    assert forms.restricted(["chaz"]) is listed  # built once per list
+    graph = ContextGraph.from_phrases([("chaz", 1.0)] + listed.fusion_phrases(0.5), recognizer.tokenizer)
+    assert "jazz" in graph.phrases  # the form, fused; not a phrase of its own
+    per_list = recognizer.transcribe(audio, context=[("chaz", 1.0)], biasing="fusion", heard_forms=forms)
+    prebuilt = recognizer.transcribe(audio, context=graph, biasing="fusion", heard_forms=forms)
+    assert prebuilt.text == per_list.text and "chaz" in prebuilt.text.split()
+    with pytest.raises(ConfigError, match="not enrolled"):
+        forms.restricted(["chaz", "jazzy"])

@@ -431,7 +431,12 @@ def transcribe_cmd(
             from edgevoice.device.heard_forms import HeardForms
 
             heard = HeardForms.load(heard_forms_file)
-        elif graph is not None:  # built once for every file (with heard forms it holds them too: built per stream)
+            if graph is not None:  # the list's forms are fused too
+                from edgevoice.text.normalize import normalize
+
+                listed = heard.restricted([normalize(p) for p, _ in graph])
+                graph += listed.fusion_phrases(recognizer.FORM_FUSION_WEIGHT)
+        if graph is not None:  # built once for every file
             graph = ContextGraph.from_phrases(graph, recognizer.tokenizer)
         # refuses a bad mode, or phrases the forms lack, before any file is read
         recognizer.create_stream(context=graph, biasing=biasing, heard_forms=heard)

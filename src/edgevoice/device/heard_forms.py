@@ -185,6 +185,7 @@ class HeardForms:
         self._letters = list(table)
         self._targets = [table[k] for k in self._letters]
         self._max_words = max((len(f.split()) for _, f, _ in self._targets), default=0) + 1
+        self._restrictions: dict[frozenset, HeardForms] = {}  # the last few lists' tables, built once each
 
     def __len__(self) -> int:
         return len(self.forms)
@@ -194,12 +195,23 @@ class HeardForms:
                           self.min_entity_start if min_entity_start is None else min_entity_start)
 
     def restricted(self, phrases) -> "HeardForms":
-        """The forms of these phrases only (a request's list out of an enrolled superset)."""
-        missing = [p for p in phrases if p not in self.forms]
+        """The forms of these phrases only (a request's list out of an enrolled superset).
+        Entries that are heard forms of the listed phrases (a context graph built with
+        `fusion_phrases`) are not phrases of their own. Remembered for the last 32 lists."""
+        key = frozenset(phrases)
+        known = self._restrictions.get(key)
+        if known is not None:
+            return known
+        subset = HeardForms({p: self.forms[p] for p in key if p in self.forms}, self.threshold, self.common_words,
+                            self.min_common_count, self.word_context, self.min_entity_start)
+        heard = {form for _, form, _ in subset._targets}
+        missing = sorted(p for p in key if p not in self.forms and p not in heard)
         if missing:
             raise ConfigError(f"{len(missing)} phrase(s) not enrolled, e.g. {missing[0]!r}: run `edgevoice context enroll`")
-        return HeardForms({p: self.forms[p] for p in phrases}, self.threshold, self.common_words, self.min_common_count,
-                          self.word_context, self.min_entity_start)
+        if len(self._restrictions) >= 32:
+            self._restrictions.pop(next(iter(self._restrictions)))
+        self._restrictions[key] = subset
+        return subset
 
     def fusion_phrases(self, weight: float) -> list[tuple[str, float]]:
         """The heard forms as extra shallow-fusion phrases (not the phrases themselves, nor

@@ -118,7 +118,8 @@ class Recognizer:
         each final hypothesis that sound like a phrase as this recognizer hears it are
         rewritten into the phrase; with a `context`, only that list's phrases, and if that
         list is given as phrases (not a ContextGraph) their heard forms join the shallow
-        fusion with `form_weight` per token (default FORM_FUSION_WEIGHT)."""
+        fusion with `form_weight` per token (default FORM_FUSION_WEIGHT). A ContextGraph
+        built once for many streams may hold the forms too (`HeardForms.fusion_phrases`)."""
         if biasing not in self.BIASING_MODES:
             raise ConfigError(f"biasing must be one of {', '.join(self.BIASING_MODES)}, got {biasing!r}")
         if biasing == "auto":
@@ -149,9 +150,7 @@ class Recognizer:
                     bias = self._bias_memories[graph] = self.model.bias_memory(graph.phrase_tokens)
             if biasing == "neural":
                 graph = None
-        stream = Stream(self, endpointer, nlu, graph, bias)
-        stream.heard_forms = heard_forms if biasing != "none" else None
-        return stream
+        return Stream(self, endpointer, nlu, graph, bias, heard_forms if biasing != "none" else None)
 
     def transcribe(self, samples: np.ndarray, sample_rate: int = SAMPLE_RATE, context=None, biasing: str = "auto",
                    heard_forms=None, form_weight: float | None = None) -> Result:
@@ -162,7 +161,7 @@ class Recognizer:
 
 
 class Stream:
-    def __init__(self, recognizer: Recognizer, endpointer=None, nlu=None, context=None, bias=None):
+    def __init__(self, recognizer: Recognizer, endpointer=None, nlu=None, context=None, bias=None, heard_forms=None):
         self.recognizer = recognizer
         model = recognizer.model
         self._fbank = StreamingFbank(recognizer.features)
@@ -182,7 +181,7 @@ class Stream:
         self.final_result: Result | None = None
         self._encoder_state = model.initial_encoder_state(1)
         self._bias = bias  # the neural biaser's memory of this stream's phrases (None: no list)
-        self.heard_forms = None  # HeardForms applied to the final hypotheses (set by create_stream)
+        self.heard_forms = heard_forms  # HeardForms applied to the final hypotheses
         self._search = BeamSearch(model, recognizer.beam, context, bias)
         self._search.keep_trace = endpointer is not None
         self._resampler = None  # soxr.ResampleStream, made when a non-16 kHz rate arrives
