@@ -125,14 +125,18 @@ def enrolled_forms(recognizer: Recognizer, path: Path, items: list[dict], sizes:
     saving, every 100 phrases) those the file lacks."""
     from tqdm import tqdm
 
-    known = HeardForms.load(path).forms if path.exists() else {}
+    cached = HeardForms.load(path) if path.exists() else None
+    # Forms heard by another model (or by one not recorded) are stale: enrolled again.
+    known = cached.forms if cached is not None and cached.model == recognizer.fingerprint else {}
+    if cached is not None and not known:
+        print(f"{path}: enrolled with another model ({cached.model}); enrolling again for {recognizer.fingerprint}")
     needed = sorted({p for it in items for n in sizes for p in it["lists"][str(n)]})
     todo = [p for p in needed if p not in known]
     with tqdm(total=len(todo), desc="enrolling bias phrases", disable=not todo) as bar:
         for start in range(0, len(todo), 100):
             known.update(enroll(recognizer, todo[start : start + 100], progress=bar.update).forms)
-            HeardForms(known).save(path)
-    return HeardForms(known, word_context=word_context)
+            HeardForms(known, model=recognizer.fingerprint).save(path)
+    return HeardForms(known, word_context=word_context, model=recognizer.fingerprint)
 
 
 def main() -> None:

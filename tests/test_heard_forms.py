@@ -108,6 +108,20 @@ def test_the_stream_rewrites_result_nbest_and_lattice():
     assert recognizer.transcribe(audio, biasing="none", heard_forms=forms).text == plain.text
 
 
+def test_forms_heard_by_another_model_are_refused():
+    recognizer = Recognizer.load(MODEL)
+    # the fingerprint names the trained model, whichever precision runs it
+    assert Recognizer.load(MODEL, precision="int8").fingerprint == recognizer.fingerprint
+    audio = read_audio(ROOT / "samples" / "jazz.flac")
+    own = HeardForms({"chaz": {"jazz": 3}}, 0.75, model=recognizer.fingerprint)
+    assert "chaz" in recognizer.transcribe(audio, heard_forms=own).text.split()
+    stale = HeardForms({"chaz": {"jazz": 3}}, 0.75, model="0123456789abcdef")
+    with pytest.raises(ConfigError, match="another model.*0123456789abcdef.*enroll"):
+        recognizer.create_stream(context=["chaz"], heard_forms=stale)
+    # the fingerprint survives restriction to a list and a new threshold
+    assert stale.restricted(["chaz"]).model == stale.with_threshold(0.8).model == "0123456789abcdef"
+
+
 def test_enrolment_hears_a_phrase_through_the_recognizer():
     engines_or_fail()
     recognizer = Recognizer.load(MODEL)
@@ -171,6 +185,14 @@ def test_cli_enrolls_a_list_and_transcribes_with_it(tmp_path):
     assert set(data["forms"]) == {"chaz"} and data["word_context"]["common_words"]
     again = subprocess.run(cli + ["context", "enroll", str(phrases), "--out", str(out)], capture_output=True, text=True)
     assert "0 phrase(s) enrolled, 1 already there" in again.stdout
+    assert data["model"] == Recognizer.load(MODEL).fingerprint
+    # a file another model enrolled is heard again with this one, its phrases kept
+    out.write_text(json.dumps({**data, "model": "0123456789abcdef", "forms": {"kitchen lights": {"kichen": 1}}}))
+    stale = subprocess.run(cli + ["context", "enroll", str(phrases), "--out", str(out)], capture_output=True, text=True)
+    assert "enrolled with another model (0123456789abcdef)" in stale.stdout, stale.stderr
+    assert "2 phrase(s) enrolled" in stale.stdout
+    data = json.loads(out.read_text())
+    assert set(data["forms"]) == {"chaz", "kitchen lights"} and data["model"] == Recognizer.load(MODEL).fingerprint
     # force a form the bundled sample contains, and see the rewrite come out of `transcribe`
     data["forms"]["chaz"] = {"jazz": 3}
     out.write_text(json.dumps(data))

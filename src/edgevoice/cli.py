@@ -368,12 +368,18 @@ def context_enroll_cmd(
         context_file = Path(model or default_model_dir()) / "word_context.json"
         word_context = WordContext.load(context_file) if context_file.exists() else None
         phrases = [normalize(p) for p, _ in ContextGraph.read_phrase_file(context)]
-        known = HeardForms.load(out).forms if out.exists() else {}
+        known = HeardForms.load(out) if out.exists() else None
+        stale = known is not None and known.model != recognizer.fingerprint
+        if stale:  # another model mishears names differently: its phrases are heard again with this one
+            typer.echo(f"{out} was enrolled with another model ({known.model or 'not recorded'}): enrolling its "
+                       f"{len(known.forms)} phrase(s) again with this one ({recognizer.fingerprint})")
+            phrases = list(known.forms) + phrases
+        known = {} if known is None or stale else known.forms
         todo = [p for p in dict.fromkeys(phrases) if p and p not in known]
         with tqdm(total=len(todo), desc="enrolling phrases", disable=not todo) as bar:
             new = enroll(recognizer, todo, progress=bar.update)
         HeardForms({**known, **new.forms}, threshold, word_context=word_context,
-                   min_entity_start=min_entity_start if word_context else 0.0).save(out)
+                   min_entity_start=min_entity_start if word_context else 0.0, model=recognizer.fingerprint).save(out)
     except EdgevoiceError as exc:
         _fail(exc)
     typer.echo(f"{len(todo)} phrase(s) enrolled, {len(known)} already there: {out}")

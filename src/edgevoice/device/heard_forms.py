@@ -150,12 +150,16 @@ class HeardForms:
 
     def __init__(self, forms: dict[str, dict[str, int]], threshold: float = DEFAULT_THRESHOLD,
                  common_words: frozenset[str] = frozenset(), min_common_count: int = 2,
-                 word_context: "WordContext | None" = None, min_entity_start: float = 0.0):
+                 word_context: "WordContext | None" = None, min_entity_start: float = 0.0,
+                 model: str | None = None):
         if not 0 < threshold <= 1:
             raise ConfigError(f"heard-form threshold must be within (0, 1], got {threshold}")
         if not 0 <= min_entity_start < 1:
             raise ConfigError(f"min_entity_start must be within [0, 1), got {min_entity_start}")
         self.threshold = float(threshold)
+        # The fingerprint of the recognizer that heard the forms (None: not recorded). Another
+        # model mishears names differently, so its forms are stale for it.
+        self.model = model
         self.forms = {p: dict(f) for p, f in forms.items()}
         self.word_context = word_context
         self.common_words = frozenset(common_words) | (word_context.common_words if word_context else frozenset())
@@ -192,7 +196,7 @@ class HeardForms:
 
     def with_threshold(self, threshold: float, min_entity_start: float | None = None) -> "HeardForms":
         return HeardForms(self.forms, threshold, self.common_words, self.min_common_count, self.word_context,
-                          self.min_entity_start if min_entity_start is None else min_entity_start)
+                          self.min_entity_start if min_entity_start is None else min_entity_start, self.model)
 
     def restricted(self, phrases) -> "HeardForms":
         """The forms of these phrases only (a request's list out of an enrolled superset).
@@ -203,7 +207,7 @@ class HeardForms:
         if known is not None:
             return known
         subset = HeardForms({p: self.forms[p] for p in key if p in self.forms}, self.threshold, self.common_words,
-                            self.min_common_count, self.word_context, self.min_entity_start)
+                            self.min_common_count, self.word_context, self.min_entity_start, self.model)
         heard = {form for _, form, _ in subset._targets}
         missing = sorted(p for p in key if p not in self.forms and p not in heard)
         if missing:
@@ -301,7 +305,7 @@ class HeardForms:
     # ---- storage ----------------------------------------------------------------------
 
     def to_dict(self) -> dict:
-        return {"format": "edgevoice-heard-forms", "version": 1, "threshold": self.threshold,
+        return {"format": "edgevoice-heard-forms", "version": 1, "model": self.model, "threshold": self.threshold,
                 "min_common_count": self.min_common_count, "min_entity_start": self.min_entity_start,
                 "common_words": sorted(self.common_words),
                 "word_context": self.word_context.to_dict() if self.word_context else None, "forms": self.forms}
@@ -324,11 +328,13 @@ class HeardForms:
                                                                     for k, v in f.items())
                 for p, f in forms.items()):
             raise ConfigError(f"{path}: 'forms' must map each phrase to {{heard form: count}}")
+        if not isinstance(data.get("model"), (str, type(None))):
+            raise ConfigError(f"{path}: 'model' must be the enrolling model's fingerprint (a string)")
         try:
             context = WordContext.from_dict(data["word_context"]) if data.get("word_context") else None
             return HeardForms(forms, threshold if threshold is not None else float(data.get("threshold", DEFAULT_THRESHOLD)),
                               frozenset(data.get("common_words", [])), int(data.get("min_common_count", 2)),
-                              context, float(data.get("min_entity_start", 0.0)))
+                              context, float(data.get("min_entity_start", 0.0)), data.get("model"))
         except (TypeError, ValueError, KeyError, AttributeError) as exc:
             raise ConfigError(f"{path}: bad heard-forms settings: {exc}") from exc
 
@@ -366,4 +372,5 @@ def enroll(recognizer, phrases, synthesizer=None, voices=ENROLL_VOICES, carriers
         if own:
             synthesizer.close()
     return HeardForms(forms, threshold, word_context=word_context,
-                      min_entity_start=min_entity_start if word_context is not None else 0.0)
+                      min_entity_start=min_entity_start if word_context is not None else 0.0,
+                      model=getattr(recognizer, "fingerprint", None))

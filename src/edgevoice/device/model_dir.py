@@ -53,6 +53,15 @@ class ModelDirectory:
     def frame_seconds(self) -> float:
         return self.metadata["subsampling"] * self.metadata["features"]["frame_shift_ms"] / 1000.0
 
+    @property
+    def fingerprint(self) -> str:
+        """Names the trained model (its float32 parts and tokenizer, by checksum), the same
+        whichever precision is loaded: what was learned from one model's output (heard
+        forms) is stale for another."""
+        names = [self.metadata["tokenizer"], *sorted(self.metadata["variants"]["float32"].values())]
+        digest = hashlib.sha256("\n".join(f"{n} {self.metadata['sha256'].get(n, '')}" for n in names).encode())
+        return digest.hexdigest()[:16]
+
 
 def file_sha256(path: Path) -> str:
     h = hashlib.sha256()

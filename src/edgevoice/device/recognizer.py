@@ -102,6 +102,11 @@ class Recognizer:
         model_dir = load_model_directory(path, precision, verify_checksums)
         return Recognizer(OnnxTransducer(model_dir, threads), Tokenizer(model_dir.tokenizer_path), beam, chunk_frames)
 
+    @property
+    def fingerprint(self) -> str:
+        """Names the trained model (the same for its float32 and int8 variants)."""
+        return self.model.model_dir.fingerprint
+
     BIASING_MODES = ("auto", "fusion", "neural", "both", "none")
     FORM_FUSION_WEIGHT = 0.5  # shallow-fusion bonus per token of a heard form (tuned on the biasing set's dev split)
 
@@ -131,6 +136,10 @@ class Recognizer:
             raise ConfigError(f"the end-pointer's speech detector reads {detector.input_dim}-dim encoder frames, this "
                               f"model's encoder gives {self.model.joiner_dim}: refit it for this model "
                               "(benchmarks/endpointing_eval.py writes MODEL/endpointer.json)")
+        if heard_forms is not None and heard_forms.model is not None and heard_forms.model != self.fingerprint:
+            raise ConfigError(f"the heard forms were enrolled with another model (fingerprint {heard_forms.model}, this "
+                              f"one is {self.fingerprint}): it mishears names differently, so enroll the phrases again "
+                              "with `edgevoice context enroll` and this model")
         graph = bias = None
         if heard_forms is not None and context is not None:
             phrases = context.phrases if isinstance(context, ContextGraph) else \
