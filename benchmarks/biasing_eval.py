@@ -90,8 +90,9 @@ def run(recognizer: Recognizer, items: list[dict], mode: str, size: int | None,
     """Decodes every item as a stream with its list of `size` phrases. With `heard_forms`
     the list goes to the stream as phrases, so their heard forms join the fusion
     (`form_weight` per token) and rewrite the result, as `edgevoice transcribe --heard-forms`;
-    with rewrite=False the forms are fused but the result is left as decoded (for tuning
-    the rewrite afterwards: the stream rewrites its final hypotheses, nothing else)."""
+    with rewrite=False the forms are fused but the result is left as decoded, and each row
+    keeps its finished stream (holding its encoder frames) for tuning the rewrite afterwards
+    with `Stream.rewrite_with` (the stream rewrites its final hypotheses, nothing else)."""
     rows, compute, prepare = [], [], []
     for it in items:
         phrases = it["lists"][str(size)] if size else None
@@ -99,6 +100,7 @@ def run(recognizer: Recognizer, items: list[dict], mode: str, size: int | None,
         if heard_forms is not None and phrases and not rewrite:
             entries = [(p, weight) for p in phrases] + heard_forms.restricted(phrases).fusion_phrases(form_weight)
             stream = recognizer.create_stream(context=ContextGraph.from_phrases(entries, recognizer.tokenizer), biasing=mode)
+            stream.hold_encoder_frames()
         elif heard_forms is not None and phrases:
             stream = recognizer.create_stream(context=[(p, weight) for p in phrases], biasing=mode,
                                               heard_forms=heard_forms, form_weight=form_weight)
@@ -114,6 +116,8 @@ def run(recognizer: Recognizer, items: list[dict], mode: str, size: int | None,
         rows.append({"id": it["id"], "ref": it["ref"], "hyp": result.text, "spans": it["spans"],
                      "entities": it["entities"], "rare": it["rare"], "rare_names": it["rare_names"],
                      "list": phrases or []})
+        if heard_forms is not None and phrases and not rewrite:
+            rows[-1]["stream"] = stream
     timing = {"compute": compute, "rtf": sum(compute) / sum(it["seconds"] for it in items),
               "prepare_ms_median": round(1000 * statistics.median(prepare), 2)}
     return rows, timing
@@ -163,6 +167,10 @@ def main() -> None:
                     help="heard-form letter similarities tried on the dev split")
     ap.add_argument("--min-entity-starts", type=float, nargs="+", default=[0.0, 0.05, 0.1],
                     help="least P(an entity starts | the word before) for a rewrite, tried on the dev split")
+    ap.add_argument("--acoustic-margins", nargs="+", default=["none", "2", "2.5", "3", "4"],
+                    help="heard forms' acoustic check: how much less likely (natural log per token of the form, "
+                         "by the transducer over the span's frames) a form may be than what was heard; 'none': "
+                         "letters alone; tried on dev")
     ap.add_argument("--form-weights", type=float, nargs="+", default=[0.25, 0.5],
                     help="shallow-fusion bonuses per token of heard forms tried on the dev split")
     ap.add_argument("--out", default=str(RESULTS / "biasing_eval"))
@@ -200,6 +208,7 @@ def main() -> None:
         form_modes = [m + "+forms" for m in modes if m != "neural"]
         conditions += [(m, n) for n in forms_sizes for m in form_modes]
     tuned: dict[tuple, dict] = {}
+    margins = [None if m.lower() == "none" else float(m) for m in args.acoustic_margins]
     for mode, size in conditions[1:]:
         if mode == "neural" or mode.endswith("+forms"):
             continue
@@ -221,16 +230,19 @@ def main() -> None:
             raw, _ = run(recognizer, dev, base_mode, size, weight, heard_forms, form_weight, rewrite=False)
             for threshold in args.thresholds:
                 for min_start in args.min_entity_starts:
-                    forms = heard_forms.with_threshold(threshold, min_start)
-                    rows = [dict(r, hyp=forms.restricted(r["list"]).rewrite(r["hyp"])[0]) for r in raw]
-                    tried[(threshold, min_start, form_weight)] = score(rows, common)["wer"]
-        # ties: the stricter rewrite, then the smaller bonus
-        best = min(tried, key=lambda k: (tried[k], -k[0], -k[1], k[2]))
+                    for margin in margins:
+                        forms = heard_forms.with_threshold(threshold, min_start, margin)
+                        rows = [dict(r, hyp=r["stream"].rewrite_with(forms.restricted(r["list"]))[0]["text"]) for r in raw]
+                        tried[(threshold, min_start, form_weight, margin)] = score(rows, common)["wer"]
+            del raw  # the streams and their frames
+        # ties: the stricter rewrite (a check before none, the smaller margin), then the smaller bonus
+        best = min(tried, key=lambda k: (tried[k], -k[0], -k[1], k[3] is None, k[3] or 0, k[2]))
         tuned[(mode, size)] = {"weight": weight, "threshold": best[0], "min_entity_start": best[1], "form_weight": best[2],
-                               "dev_wer_by_threshold_min_entity_start_form_weight":
+                               "acoustic_margin": best[3],
+                               "dev_wer_by_threshold_min_entity_start_form_weight_margin":
                                    {" ".join(map(str, k)): v for k, v in tried.items()}}
-        print(f"dev: {mode} {size}: (threshold, min entity start, form weight) -> {best}, dev WER {tried[best]:.2%}",
-              flush=True)
+        print(f"dev: {mode} {size}: (threshold, min entity start, form weight, acoustic margin) -> {best}, "
+              f"dev WER {tried[best]:.2%}", flush=True)
     results, baseline = [], None
     for mode, size in conditions:
         t0 = time.time()
@@ -238,7 +250,8 @@ def main() -> None:
         weight = setting.get("weight", 1.5)
         if mode.endswith("+forms"):
             rows, timing = run(recognizer, items, mode.removesuffix("+forms"), size, weight,
-                               heard_forms.with_threshold(setting["threshold"], setting["min_entity_start"]),
+                               heard_forms.with_threshold(setting["threshold"], setting["min_entity_start"],
+                                                          setting["acoustic_margin"]),
                                setting["form_weight"])
         else:
             rows, timing = run(recognizer, items, mode, size, weight)
@@ -251,6 +264,7 @@ def main() -> None:
         s.update(mode=mode, list_size=size or 0, fusion_weight=weight if mode.split("+")[0] in ("fusion", "both") else None,
                  form_threshold=setting.get("threshold"), form_fusion_weight=setting.get("form_weight"),
                  form_min_entity_start=setting.get("min_entity_start"),
+                 form_acoustic_margin=setting.get("acoustic_margin"),
                  dev_tuning=tuned.get((mode, size)), rtf=round(timing["rtf"], 4),
                  rtf_overhead_median=round(statistics.median(ratios) - 1, 4),
                  prepare_ms_median=timing["prepare_ms_median"])
@@ -278,7 +292,7 @@ def main() -> None:
              f"`python benchmarks/biasing_eval.py --model {args.model} --corpus {args.corpus}`", "",
              "+forms: the list's heard forms (edgevoice.device.heard_forms) join the fusion and rewrite the result; "
              "settings: fusion weight, then for +forms the form similarity threshold / least entity-start "
-             "probability of the word before / form fusion weight.", "",
+             "probability of the word before / form fusion weight / acoustic margin (- : letters alone).", "",
              "| biasing | list | settings | WER | B-WER | U-WER | B-WER change | U-WER change | entity recall | rare-name recall | "
              "false alarms /100 utts | RTF | RTF overhead |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for s in results:
@@ -286,7 +300,8 @@ def main() -> None:
         uch = s.get("u_wer_relative_change")
         setting = "" if s["fusion_weight"] is None else str(s["fusion_weight"])
         if s.get("form_threshold") is not None:
-            setting += f" / {s['form_threshold']} / {s['form_min_entity_start']} / {s['form_fusion_weight']}"
+            setting += (f" / {s['form_threshold']} / {s['form_min_entity_start']} / {s['form_fusion_weight']} / "
+                        f"{'-' if s['form_acoustic_margin'] is None else s['form_acoustic_margin']}")
         lines.append(f"| {s['mode']} | {s['list_size']} | {setting} | {s['wer']:.2%} | {s['b_wer']:.2%} | {s['u_wer']:.2%} | "
                      f"{'' if red is None else f'{-red:+.1%}'} | {'' if uch is None else f'{uch:+.1%}'} | "
                      f"{s['entity_recall']:.1%} | {s['rare_name_recall']:.1%} | {s['false_alarms_per_100_utts']} | "

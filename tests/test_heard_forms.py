@@ -183,8 +183,11 @@ def test_cli_enrolls_a_list_and_transcribes_with_it(tmp_path):
     assert done.returncode == 0, done.stderr
     data = json.loads(out.read_text())
     assert set(data["forms"]) == {"chaz"} and data["word_context"]["common_words"]
-    again = subprocess.run(cli + ["context", "enroll", str(phrases), "--out", str(out)], capture_output=True, text=True)
+    again = subprocess.run(cli + ["context", "enroll", str(phrases), "--out", str(out), "--acoustic-margin", "3"],
+                           capture_output=True, text=True)
     assert "0 phrase(s) enrolled, 1 already there" in again.stdout
+    assert json.loads(out.read_text())["acoustic_margin"] == 3.0  # the settings travel with the file
+    data = json.loads(out.read_text())
     assert data["model"] == Recognizer.load(MODEL).fingerprint
     # a file another model enrolled is heard again with this one, its phrases kept
     out.write_text(json.dumps({**data, "model": "0123456789abcdef", "forms": {"kitchen lights": {"kichen": 1}}}))
@@ -221,3 +224,67 @@ def test_a_graph_built_once_with_the_forms_serves_many_streams():
     assert prebuilt.text == per_list.text and "chaz" in prebuilt.text.split()
     with pytest.raises(ConfigError, match="not enrolled"):
         forms.restricted(["chaz", "jazzy"])
+
+
+def test_span_score_is_the_sum_over_alignments():
+    """The forward score equals the log of the sum over every alignment (one symbol at most
+    per frame) of the product of the joiner's probabilities, enumerated by brute force."""
+    import itertools
+
+    import numpy as np
+
+    from edgevoice.device.span_score import SpanScorer
+
+    recognizer = Recognizer.load(MODEL)
+    model = recognizer.model
+    stream = recognizer.create_stream()
+    stream.hold_encoder_frames()
+    stream.accept_waveform(16000, read_audio(ROOT / "samples" / "jazz.flac"))
+    stream.finish()
+    frames = np.concatenate(stream._held_frames)
+    scorer = SpanScorer(model, frames)
+    prefix, tokens, start, end = tuple(recognizer.tokenizer.encode("play")), tuple(recognizer.tokenizer.encode("some jazz")), 10, 16
+    preds = [scorer._predictor(prefix + tokens[:u])[0] for u in range(len(tokens) + 1)]
+    total = []
+    for emitting in itertools.combinations(range(end - start), len(tokens)):
+        logp, u = 0.0, 0
+        for t in range(end - start):
+            lp = model.join(frames[start + t][None], preds[u][None])[0]
+            if t in emitting:
+                logp += lp[tokens[u]]
+                u += 1
+            else:
+                logp += lp[model.blank]
+        total.append(logp)
+    assert scorer.score(prefix, tokens, start, end) == pytest.approx(float(np.logaddexp.reduce(total)), abs=1e-3)
+    assert scorer.score(prefix, tokens, start, start + len(tokens) - 1) == float("-inf")  # too few frames
+    lo, hi = scorer.window(0, 1, 10)  # widened to 10 frames, kept inside the utterance
+    assert (lo, hi) == (0, 10)
+
+
+def test_the_acoustic_check_refuses_a_form_the_audio_does_not_support():
+    recognizer = Recognizer.load(MODEL)
+    audio = read_audio(ROOT / "samples" / "jazz.flac")
+    assert "jazz" in recognizer.transcribe(audio).text.split()
+    # "jaz" is close in letters to the "jazz" heard, but far less likely for this audio
+    letters_only = HeardForms({"chaz": {"jaz": 3}}, 0.75)
+    assert "chaz" in recognizer.transcribe(audio, heard_forms=letters_only).text.split()
+    strict = HeardForms({"chaz": {"jaz": 3}}, 0.75, acoustic_margin=1.0)
+    assert "jazz" in recognizer.transcribe(audio, heard_forms=strict).text.split()
+    lenient = HeardForms({"chaz": {"jaz": 3}}, 0.75, acoustic_margin=50.0)
+    assert "chaz" in recognizer.transcribe(audio, heard_forms=lenient).text.split()
+    # a form heard exactly as said needs no check
+    exact = HeardForms({"chaz": {"jazz": 3}}, 0.75, acoustic_margin=0.0)
+    assert "chaz" in recognizer.transcribe(audio, heard_forms=exact).text.split()
+    # a finished stream can be rewritten again with other settings, given its frames
+    stream = recognizer.create_stream(heard_forms=strict)
+    stream.accept_waveform(16000, audio)
+    assert "jazz" in stream.finish().text.split()
+    assert "chaz" in stream.rewrite_with(lenient)[0]["text"].split()
+    plain = recognizer.create_stream()
+    plain.accept_waveform(16000, audio)
+    plain.finish()
+    with pytest.raises(ConfigError, match="hold_encoder_frames"):
+        plain.rewrite_with(strict)
+    with pytest.raises(ConfigError, match="acoustic_margin"):
+        HeardForms({}, 0.75, acoustic_margin=-1.0)

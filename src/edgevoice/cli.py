@@ -353,6 +353,10 @@ def context_enroll_cmd(
     threshold: float = typer.Option(0.7, "--threshold", help="Letter similarity a span needs to be rewritten."),
     min_entity_start: float = typer.Option(0.1, "--min-entity-start", help="Least P(an entity starts | the word "
                                            "before) for a rewrite (from MODEL/word_context.json)."),
+    acoustic_margin: Optional[float] = typer.Option(None, "--acoustic-margin", help="Also check each rewrite "
+                                                    "acoustically: the form may be at most this much less likely (natural "
+                                                    "log per token) than the words heard, by the recognizer over the "
+                                                    "same frames (off by default; see the README)."),
 ) -> None:
     """Speak each phrase with a few TTS voices inside carrier sentences, decode it with the
     recognizer, and keep the words it hears (about 0.6 s a phrase on one core; once per list)."""
@@ -379,7 +383,8 @@ def context_enroll_cmd(
         with tqdm(total=len(todo), desc="enrolling phrases", disable=not todo) as bar:
             new = enroll(recognizer, todo, progress=bar.update)
         HeardForms({**known, **new.forms}, threshold, word_context=word_context,
-                   min_entity_start=min_entity_start if word_context else 0.0, model=recognizer.fingerprint).save(out)
+                   min_entity_start=min_entity_start if word_context else 0.0, model=recognizer.fingerprint,
+                   acoustic_margin=acoustic_margin).save(out)
     except EdgevoiceError as exc:
         _fail(exc)
     typer.echo(f"{len(todo)} phrase(s) enrolled, {len(known)} already there: {out}")

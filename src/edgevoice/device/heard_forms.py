@@ -26,7 +26,9 @@ start often enough (`min_entity_start`: "call" yes, "can" no).
 
 from __future__ import annotations
 
+import copy
 import difflib
+import functools
 import json
 from collections import Counter
 from dataclasses import dataclass
@@ -70,11 +72,18 @@ def _similar(a: str, b: str) -> float:
     return Indel.normalized_similarity(a, b)
 
 
+@functools.lru_cache(maxsize=16)
+def _carrier_edges(carriers: tuple) -> tuple[set, set]:
+    """The words just before and just after the slot of each carrier."""
+    before = {c.partition("{}")[0].split()[-1] for c in carriers if c.partition("{}")[0].split()}
+    after = {c.partition("{}")[2].split()[0] for c in carriers if c.partition("{}")[2].split()}
+    return before, after
+
+
 def strip_carrier_words(words: list[str], carriers=CARRIERS, similarity: float = 0.75) -> list[str]:
     """Drops what is left of a carrier around a heard form: leading words like the word
     before the slot ("calls" for "call"), trailing words like the one after it ("pleased")."""
-    before = {c.partition("{}")[0].split()[-1] for c in carriers if c.partition("{}")[0].split()}
-    after = {c.partition("{}")[2].split()[0] for c in carriers if c.partition("{}")[2].split()}
+    before, after = _carrier_edges(tuple(carriers))
     words = list(words)
     while words and any(_similar(words[0], w) >= similarity for w in before):
         words.pop(0)
@@ -143,6 +152,7 @@ class Replacement:
     heard: str
     phrase: str | None  # None: a match not trusted (everyday words), which keeps the words as heard
     similarity: float
+    form: str = ""  # the phrase's heard form (or the phrase) the span matched
 
 
 class HeardForms:
@@ -151,12 +161,18 @@ class HeardForms:
     def __init__(self, forms: dict[str, dict[str, int]], threshold: float = DEFAULT_THRESHOLD,
                  common_words: frozenset[str] = frozenset(), min_common_count: int = 2,
                  word_context: "WordContext | None" = None, min_entity_start: float = 0.0,
-                 model: str | None = None):
+                 model: str | None = None, acoustic_margin: float | None = None):
         if not 0 < threshold <= 1:
             raise ConfigError(f"heard-form threshold must be within (0, 1], got {threshold}")
         if not 0 <= min_entity_start < 1:
             raise ConfigError(f"min_entity_start must be within [0, 1), got {min_entity_start}")
         self.threshold = float(threshold)
+        if acoustic_margin is not None and not acoustic_margin >= 0:
+            raise ConfigError(f"acoustic_margin must be a non-negative log-probability, got {acoustic_margin}")
+        # A rewrite needs the form to be at most this much less likely (natural log per token of
+        # the form, over the span's frames, by the transducer) than what was heard; None: letters
+        # alone decide.
+        self.acoustic_margin = acoustic_margin
         # The fingerprint of the recognizer that heard the forms (None: not recorded). Another
         # model mishears names differently, so its forms are stale for it.
         self.model = model
@@ -194,9 +210,19 @@ class HeardForms:
     def __len__(self) -> int:
         return len(self.forms)
 
-    def with_threshold(self, threshold: float, min_entity_start: float | None = None) -> "HeardForms":
-        return HeardForms(self.forms, threshold, self.common_words, self.min_common_count, self.word_context,
-                          self.min_entity_start if min_entity_start is None else min_entity_start, self.model)
+    def with_threshold(self, threshold: float, min_entity_start: float | None = None,
+                       acoustic_margin: "float | None | str" = "same") -> "HeardForms":
+        """The same forms with other settings (the matching table is shared, not rebuilt)."""
+        HeardForms({}, threshold, min_entity_start=min_entity_start or 0.0,  # validates the settings
+                   acoustic_margin=None if acoustic_margin == "same" else acoustic_margin)
+        other = copy.copy(self)
+        other.threshold = float(threshold)
+        if min_entity_start is not None:
+            other.min_entity_start = float(min_entity_start)
+        if acoustic_margin != "same":
+            other.acoustic_margin = acoustic_margin
+        other._restrictions = {}
+        return other
 
     def restricted(self, phrases) -> "HeardForms":
         """The forms of these phrases only (a request's list out of an enrolled superset).
@@ -207,7 +233,8 @@ class HeardForms:
         if known is not None:
             return known
         subset = HeardForms({p: self.forms[p] for p in key if p in self.forms}, self.threshold, self.common_words,
-                            self.min_common_count, self.word_context, self.min_entity_start, self.model)
+                            self.min_common_count, self.word_context, self.min_entity_start, self.model,
+                            self.acoustic_margin)
         heard = {form for _, form, _ in subset._targets}
         missing = sorted(p for p in key if p not in self.forms and p not in heard)
         if missing:
@@ -226,8 +253,10 @@ class HeardForms:
 
     # ---- matching ---------------------------------------------------------------------
 
-    def matches(self, words: list[str]) -> list[Replacement]:
-        """Non-overlapping spans of `words` to replace, best first then left to right."""
+    def matches(self, words: list[str], verify=None) -> list[Replacement]:
+        """Non-overlapping spans of `words` to replace, best first then left to right.
+        `verify(replacement) -> bool`, if given, may still refuse a candidate (an acoustic
+        check); a refused one leaves its words to weaker overlapping candidates."""
         if not self._letters or not words:
             return []
         from rapidfuzz import process
@@ -267,7 +296,7 @@ class HeardForms:
                 phrase_words = phrase.split()
                 if len(span) < len(phrase_words) and all(w in phrase_words for w in span):
                     continue
-                found.append(Replacement(i, j, " ".join(words[i:j]), phrase, float(row[k])))
+                found.append(Replacement(i, j, " ".join(words[i:j]), phrase, float(row[k]), form))
         # Most similar first; among equals the longer span (a whole name over a part of it).
         found.sort(key=lambda r: (-r.similarity, -(r.end - r.start), r.start))
         taken = [False] * len(words)
@@ -277,6 +306,8 @@ class HeardForms:
                 continue
             if r.phrase is None or r.heard == r.phrase:  # kept as heard, and others kept off these words
                 taken[r.start : r.end] = [True] * (r.end - r.start)
+                continue
+            if verify is not None and r.heard != r.form and not verify(r):
                 continue
             taken[r.start : r.end] = [True] * (r.end - r.start)
             chosen.append(r)
@@ -289,10 +320,10 @@ class HeardForms:
             words[r.start : r.end] = r.phrase.split()
         return " ".join(words), replacements
 
-    def rewrite_timed(self, words: list[dict]) -> list[dict]:
+    def rewrite_timed(self, words: list[dict], verify=None) -> list[dict]:
         """Rewrites a hypothesis given as timed words ({word, start, end, ...}): each replaced
         span becomes the phrase's words, sharing the span's time evenly."""
-        replacements = self.matches([w["word"] for w in words])
+        replacements = self.matches([w["word"] for w in words], verify)
         out = [dict(w) for w in words]
         for r in reversed(replacements):
             start, end = out[r.start]["start"], out[r.end - 1]["end"]
@@ -307,6 +338,7 @@ class HeardForms:
     def to_dict(self) -> dict:
         return {"format": "edgevoice-heard-forms", "version": 1, "model": self.model, "threshold": self.threshold,
                 "min_common_count": self.min_common_count, "min_entity_start": self.min_entity_start,
+                "acoustic_margin": self.acoustic_margin,
                 "common_words": sorted(self.common_words),
                 "word_context": self.word_context.to_dict() if self.word_context else None, "forms": self.forms}
 
@@ -334,7 +366,8 @@ class HeardForms:
             context = WordContext.from_dict(data["word_context"]) if data.get("word_context") else None
             return HeardForms(forms, threshold if threshold is not None else float(data.get("threshold", DEFAULT_THRESHOLD)),
                               frozenset(data.get("common_words", [])), int(data.get("min_common_count", 2)),
-                              context, float(data.get("min_entity_start", 0.0)), data.get("model"))
+                              context, float(data.get("min_entity_start", 0.0)), data.get("model"),
+                              None if data.get("acoustic_margin") is None else float(data["acoustic_margin"]))
         except (TypeError, ValueError, KeyError, AttributeError) as exc:
             raise ConfigError(f"{path}: bad heard-forms settings: {exc}") from exc
 

@@ -28,6 +28,7 @@ from edgevoice.device.lattice import Lattice
 from edgevoice.device.model_dir import load_model_directory
 from edgevoice.device.onnx_model import OnnxTransducer
 from edgevoice.device.search import BeamSearch, Hypothesis
+from edgevoice.device.span_score import SpanScorer
 from edgevoice.errors import AudioError, ConfigError
 from edgevoice.text.normalize import normalize
 from edgevoice.text.tokenizer import Tokenizer
@@ -191,6 +192,13 @@ class Stream:
         self._encoder_state = model.initial_encoder_state(1)
         self._bias = bias  # the neural biaser's memory of this stream's phrases (None: no list)
         self.heard_forms = heard_forms  # HeardForms applied to the final hypotheses
+        # The encoder frames, held for the heard forms' acoustic check (the last few minutes at
+        # most: an endless stream keeps bounded memory).
+        self._held_frames: list[np.ndarray] | None = \
+            [] if heard_forms is not None and heard_forms.acoustic_margin is not None else None
+        self._held_first = 0  # absolute index of the first held frame
+        self._scorer: SpanScorer | None = None
+        self._scorer_frames = (0, 0)
         self._search = BeamSearch(model, recognizer.beam, context, bias)
         self._search.keep_trace = endpointer is not None
         self._resampler = None  # soxr.ResampleStream, made when a non-16 kHz rate arrives
@@ -255,9 +263,40 @@ class Stream:
             feats, self._pending = self._pending[:chunk], self._pending[chunk:]
             enc, self._encoder_state = model.encode(feats[None], self._encoder_state, self._bias)
             self._search.advance(enc[0])
+            if self._held_frames is not None:
+                self._hold(enc[0])
             if self.endpointer is not None:
                 energy, self._pending_energy = self._pending_energy[:chunk], self._pending_energy[chunk:]
                 self._endpoint(energy, enc[0])
+
+    MAX_HELD_FRAMES = 3000  # two minutes of 40 ms encoder frames (about 4 MB)
+
+    def _hold(self, frames: np.ndarray) -> None:
+        self._held_frames.append(frames.copy())
+        held = sum(len(f) for f in self._held_frames)
+        while held - len(self._held_frames[0]) >= self.MAX_HELD_FRAMES:
+            dropped = self._held_frames.pop(0)
+            held -= len(dropped)
+            self._held_first += len(dropped)
+
+    def _acoustic_check(self, scorer: "SpanScorer", h: Hypothesis, margin: float):
+        """verify(replacement) for the heard forms: is the matched form, over the frames where
+        the span was heard, within `margin` (natural log, per token of the form) of what was
+        heard? (Per token: on the dev split that separates names from other words better than
+        the whole difference.)"""
+        tokenizer = self.recognizer.tokenizer
+        spans = tokenizer.word_token_spans(h.tokens)
+
+        def verify(r) -> bool:
+            first, last = spans[r.start][0], spans[r.end - 1][1]
+            heard, form = h.tokens[first:last], tuple(tokenizer.encode(r.form))
+            if h.frames[first] < scorer.first_frame:  # older than the frames held
+                return False
+            start, end = scorer.window(h.frames[first], h.frames[last - 1], len(form) + 2)
+            prefix = h.tokens[:first]
+            return scorer.score(prefix, form, start, end) >= scorer.score(prefix, heard, start, end) - margin * len(form)
+
+        return verify
 
     # ---- end-pointing -----------------------------------------------------------------
 
@@ -384,15 +423,47 @@ class Stream:
                 "tokens": list(h.tokens), "token_times": [round(f * rec.frame_seconds, 2) for f in h.frames],
                 "words": rec.tokenizer.word_times(h.tokens, h.frames, rec.frame_seconds)}
 
-    def _hypotheses(self) -> list[dict]:
-        """The n-best as dicts, each rewritten by the heard forms if the stream has them."""
-        hyps = [self._hyp_dict(h) for h in self._search.nbest(final=True)]
-        if self.heard_forms is not None:
-            for h in hyps:
-                words = self.heard_forms.rewrite_timed(h["words"])
+    def _hypotheses(self, heard_forms: "HeardForms | None" = None) -> list[dict]:
+        """The n-best as dicts, each rewritten by the heard forms (the stream's by default)."""
+        heard_forms = heard_forms if heard_forms is not None else self.heard_forms
+        best = self._search.nbest(final=True)
+        hyps = [self._hyp_dict(h) for h in best]
+        if heard_forms is not None:
+            scorer = self._span_scorer() if heard_forms.acoustic_margin is not None else None
+            for h, searched in zip(hyps, best):
+                verify = self._acoustic_check(scorer, searched, heard_forms.acoustic_margin) if scorer else None
+                words = heard_forms.rewrite_timed(h["words"], verify)
                 if words != h["words"]:
                     h["words"], h["text"] = words, " ".join(w["word"] for w in words)
         return hyps
+
+    def _span_scorer(self) -> "SpanScorer | None":
+        """Over the frames held so far; rebuilt only when more have come."""
+        if not self._held_frames:
+            return None
+        held = sum(len(f) for f in self._held_frames)
+        if self._scorer is None or self._scorer_frames != (self._held_first, held):
+            self._scorer = SpanScorer(self.recognizer.model, np.concatenate(self._held_frames), self._held_first, self._bias)
+            self._scorer_frames = (self._held_first, held)
+        return self._scorer
+
+    def hold_encoder_frames(self) -> None:
+        """Keep the encoder frames (the last two minutes) for `rewrite_with` with an acoustic
+        check, although the stream's own heard forms do not need them. Before any audio."""
+        if self.samples_seen:
+            raise AudioError("hold_encoder_frames() must come before the first audio")
+        if self._held_frames is None:
+            self._held_frames = []
+
+    def rewrite_with(self, heard_forms: "HeardForms") -> list[dict]:
+        """A finished stream's n-best as these heard forms would have rewritten it (for tuning
+        their settings without decoding again; with an acoustic margin the stream must hold
+        its encoder frames: `hold_encoder_frames`, or its own forms have a margin)."""
+        if not self.finished:
+            raise AudioError("rewrite_with() needs a finished stream")
+        if heard_forms.acoustic_margin is not None and self._held_frames is None:
+            raise ConfigError("an acoustic check needs the encoder frames: call hold_encoder_frames() before the audio")
+        return self._hypotheses(heard_forms)
 
     def _result(self) -> Result:
         hyps = self._hypotheses()

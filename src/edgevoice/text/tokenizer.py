@@ -76,6 +76,19 @@ class Tokenizer:
     def is_word_start(self, token_id: int) -> bool:
         return self._sp.IdToPiece(token_id).startswith("\u2581")
 
+    def word_token_spans(self, tokens) -> list[tuple[int, int]]:
+        """Each word's token range [start, end), for the words `word_times` gives."""
+        self.word_times([], [], 1.0)  # builds the piece table
+        text, starts = self._piece_table
+        spans: list[list] = []
+        for i, token in enumerate(tokens):
+            if starts[token] or not spans:
+                spans.append([i, i + 1, text[token]])
+            else:
+                spans[-1][1] = i + 1
+                spans[-1][2] += text[token]
+        return [(a, b) for a, b, word in spans if word]
+
     def word_times(self, tokens, frames, frame_seconds: float) -> list[dict]:
         """Words with start times (the frame of each word's first token) and ends (the last
         token's frame + one frame), in seconds; used by both decoders."""
