@@ -355,7 +355,7 @@ def main() -> None:
     print("speculative look-ahead on dev:", {la: {k: round(v, 3) for k, v in d.items() if v is not None}
                                             for la, d in lookaheads.items()}, "->", lookahead, flush=True)
     endpointer = LearnedEndpointer(weights, best["threshold"], speculative_lookahead=lookahead, eos=eos,
-                                   speech_detector=detector)
+                                   speech_detector=detector, decision_frames=args.chunk_frames)
     endpointer.save(Path(args.model) / "endpointer.json")
 
     test_curve = candidates[chosen]["test_curve"]
@@ -363,7 +363,7 @@ def main() -> None:
                        [round(x, 2) for x in np.arange(0.2, 2.01, 0.1)], chunk_seconds)
 
     learned_rows = run_events(recognizer, endpointer, nlu, test, folder)
-    rule_rows = run_events(recognizer, RuleEndpointer(), nlu, test, folder)
+    rule_rows = run_events(recognizer, RuleEndpointer(decision_frames=args.chunk_frames), nlu, test, folder)
     if args.lm and Path(args.lm, "lm.pt").exists():
         measure_cloud(learned_rows, args.lm)
     result = {

@@ -257,3 +257,30 @@ def test_a_speech_detector_for_another_encoder_is_refused(recognizer):
     ep = LearnedEndpointer([0.0] * 10, speech_detector=detector)
     with pytest.raises(ConfigError, match="speech detector reads"):
         recognizer.create_stream(ep)
+
+
+def test_a_stream_decides_as_often_as_its_endpointer_was_tuned(exported, speech, tmp_path):
+    coarse = Recognizer.load(exported)  # the model's own chunk: 16 frames here (the bundled model: 32)
+    assert coarse.chunk_frames == 16
+    stream = coarse.create_stream(RuleEndpointer())  # tuned to decide every 8 frames
+    assert stream.chunk_frames == 8
+    stream.accept_waveform(16000, np.concatenate([speech[0], silence(3.0)]))
+    times = [e.time for e in stream.pop_events()]
+    assert stream.ended and len(times) >= 3
+    assert all(abs(t / 0.08 - round(t / 0.08)) < 1e-6 for t in times)
+    assert any(abs(t / 0.16 - round(t / 0.16)) > 1e-6 for t in times)  # decisions between the model's chunks
+    assert coarse.create_stream().chunk_frames == 16  # without an end-pointer, the model's chunk
+    with pytest.raises(ConfigError, match="multiple"):
+        coarse.create_stream(RuleEndpointer(decision_frames=6))
+    # the learned end-pointer keeps its decision step in its file
+    ep = LearnedEndpointer([0.0] * len(FEATURES), decision_frames=4)
+    ep.save(tmp_path / "ep.json")
+    assert LearnedEndpointer.load(tmp_path / "ep.json").decision_frames == 4
+    data = json.loads((tmp_path / "ep.json").read_text())
+    del data["decision_frames"]  # files from before the field were tuned at 8
+    (tmp_path / "old.json").write_text(json.dumps(data))
+    assert LearnedEndpointer.load(tmp_path / "old.json").decision_frames == 8
+    data["decision_frames"] = -3
+    (tmp_path / "bad.json").write_text(json.dumps(data))
+    with pytest.raises(ModelError, match="decision_frames"):
+        LearnedEndpointer.load(tmp_path / "bad.json")

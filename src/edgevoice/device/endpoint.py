@@ -189,6 +189,7 @@ class RuleEndpointer:
     silence_after_speech: float = 1.2
     max_utterance: float = 20.0
     speculative_lookahead: float = 0.2
+    decision_frames: int = 8  # decide every 80 ms (see LearnedEndpointer)
 
     def is_end(self, obs: FrameObservation, lookahead: float = 0.0) -> bool:
         silence = obs.trailing_blank + lookahead
@@ -224,6 +225,10 @@ class LearnedEndpointer:
     max_utterance: float = 20.0
     eos: EndOfSentenceModel | None = field(default=None, repr=False)
     speech_detector: SpeechDetector | None = field(default=None, repr=False)
+    # 10 ms feature frames between decisions, as tuned: a stream with this end-pointer decodes
+    # in chunks of this size (decisions come only when a chunk is decoded; the model's own
+    # chunk, 320 ms, would delay them and leave the speculative one no lead). None: the model's.
+    decision_frames: int | None = 8
 
     def probability(self, obs: FrameObservation, lookahead: float = 0.0) -> float:
         z = float(feature_vector(obs, lookahead) @ np.asarray(self.weights))
@@ -251,7 +256,7 @@ class LearnedEndpointer:
     def save(self, path: str | Path) -> None:
         data = {"format": "edgevoice-endpointer", "version": 2, "features": list(FEATURES),
                 "weights": self.weights, "threshold": self.threshold, "speculative_lookahead": self.speculative_lookahead,
-                "max_utterance": self.max_utterance,
+                "max_utterance": self.max_utterance, "decision_frames": self.decision_frames,
                 "eos": {"prior": self.eos.prior, "counts": self.eos.counts} if self.eos else None,
                 "speech_detector": self.speech_detector.to_dict() if self.speech_detector else None}
         Path(path).write_text(json.dumps(data))
@@ -266,7 +271,11 @@ class LearnedEndpointer:
                 raise ValueError(f"{len(data['weights'])} weights for {len(FEATURES)} features")
             eos = EndOfSentenceModel(data["eos"]["counts"], data["eos"]["prior"]) if data.get("eos") else None
             detector = SpeechDetector.from_dict(data["speech_detector"]) if data.get("speech_detector") else None
+            frames = data.get("decision_frames", 8)  # files before the field were all tuned at 8
+            if frames is not None and (not isinstance(frames, int) or frames <= 0):
+                raise ValueError(f"decision_frames must be a positive number of frames, got {frames!r}")
             return LearnedEndpointer(list(map(float, data["weights"])), float(data["threshold"]),
-                                     float(data["speculative_lookahead"]), float(data["max_utterance"]), eos, detector)
+                                     float(data["speculative_lookahead"]), float(data["max_utterance"]), eos, detector,
+                                     frames)
         except (OSError, ValueError, KeyError, TypeError, ModelError) as exc:
             raise ModelError(f"cannot load the end-pointer {path}: {exc}") from exc

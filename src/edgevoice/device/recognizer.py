@@ -133,6 +133,10 @@ class Recognizer:
         if biasing in ("neural", "both") and not self.model.has_biaser:
             raise ConfigError(f"biasing={biasing!r} needs a model with a neural biaser; this one has none")
         detector = getattr(endpointer, "speech_detector", None)
+        frames = getattr(endpointer, "decision_frames", None)
+        if frames is not None and (frames <= 0 or frames % self.model.model_dir.metadata["subsampling"]):
+            raise ConfigError(f"the end-pointer decides every {frames} frames, which must be a positive multiple of "
+                              f"the model's subsampling ({self.model.model_dir.metadata['subsampling']})")
         if detector is not None and isinstance(self.model.joiner_dim, int) and detector.input_dim != self.model.joiner_dim:
             raise ConfigError(f"the end-pointer's speech detector reads {detector.input_dim}-dim encoder frames, this "
                               f"model's encoder gives {self.model.joiner_dim}: refit it for this model "
@@ -178,6 +182,9 @@ class Stream:
         self._pending = np.zeros((0, recognizer.features.num_bins), np.float32)
         self._pending_energy = np.zeros(0, np.float32)
         self.endpointer = endpointer
+        # Decoded in chunks of this many feature frames: the end-pointer's decision step if it
+        # has one (decisions come only when a chunk is decoded), else the recognizer's chunk.
+        self.chunk_frames = getattr(endpointer, "decision_frames", None) or recognizer.chunk_frames
         self.nlu = nlu
         self.events: list[Event] = []  # drained by pop_events()
         self.observations: list[FrameObservation] = []  # kept only when record_observations is set
@@ -257,7 +264,7 @@ class Stream:
                 self._pending_energy = np.concatenate([self._pending_energy, frames.mean(axis=1)])
 
     def _decode(self, final: bool) -> None:
-        chunk = self.recognizer.chunk_frames
+        chunk = self.chunk_frames
         model = self.recognizer.model
         while (len(self._pending) >= chunk or (final and len(self._pending))) and self.final_result is None:
             feats, self._pending = self._pending[:chunk], self._pending[chunk:]
