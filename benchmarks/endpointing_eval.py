@@ -277,6 +277,9 @@ def main() -> None:
     ap.add_argument("--reset-target", type=float, default=0.04, help="premature speculations allowed on dev")
     ap.add_argument("--premature-target", type=float, default=0.005, help="premature-cut rate allowed on dev")
     ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--out", default=str(RESULTS / "endpointing_eval"), help="results prefix (.json, .md, .png)")
+    ap.add_argument("--endpointer-out", default=None,
+                    help="where to write the fitted end-pointer (default: MODEL/endpointer.json)")
     ap.add_argument("--lm", default="models/cloud-lm",
                     help="cloud LM folder: intent latency is also measured through a real `edgevoice serve` ('' to skip)")
     args = ap.parse_args()
@@ -356,7 +359,7 @@ def main() -> None:
                                             for la, d in lookaheads.items()}, "->", lookahead, flush=True)
     endpointer = LearnedEndpointer(weights, best["threshold"], speculative_lookahead=lookahead, eos=eos,
                                    speech_detector=detector, decision_frames=args.chunk_frames)
-    endpointer.save(Path(args.model) / "endpointer.json")
+    endpointer.save(Path(args.endpointer_out) if args.endpointer_out else Path(args.model) / "endpointer.json")
 
     test_curve = candidates[chosen]["test_curve"]
     rule_curve = sweep(test, obs_test, lambda s: (lambda o, r=RuleEndpointer(silence_after_speech=s): r.is_end(o)),
@@ -368,8 +371,9 @@ def main() -> None:
         measure_cloud(learned_rows, args.lm)
     result = {
         "reference_text_cues": reference_text_cues(test, nlu),
-        "command": "python benchmarks/endpointing_eval.py --model {} --corpus {} --text-corpus {}".format(
-            args.model, args.corpus, args.text_corpus),
+        "command": "python benchmarks/endpointing_eval.py --model {} --corpus {} --text-corpus {}{}".format(
+            args.model, args.corpus, args.text_corpus,
+            f" --chunk-frames {args.chunk_frames}" if args.chunk_frames != 8 else ""),
         "dev_utterances": len(dev), "test_utterances": len(test), "chunk_seconds": chunk_seconds,
         "speech_detector": detector_fit,
         "candidates": candidates, "chosen": chosen,
@@ -382,8 +386,9 @@ def main() -> None:
         "tradeoff_test": {"learned": test_curve, "rule": rule_curve},
         "observe_seconds": round(observe_seconds, 1),
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "endpointing_eval.json").write_text(json.dumps(result, indent=2))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(result, indent=2))
 
     import matplotlib
 
@@ -410,7 +415,7 @@ def main() -> None:
     ax.legend()
     ax.set_title("End-pointing trade-off (test split)")
     fig.tight_layout()
-    fig.savefig(RESULTS / "endpointing_eval.png", dpi=120)
+    fig.savefig(out.with_suffix(".png"), dpi=120)
 
     L, R = result["learned"]["test"], result["rule_baseline"]["test"]
     ms = lambda s: f"{s * 1000:.0f} ms"  # noqa: E731
@@ -449,13 +454,13 @@ def main() -> None:
         lines.append(f"| {label} | {ms(v['median_without_speculation'])} | {ms(v['median_with_speculation'])} | "
                      f"{ms(v['median_saving'])} |")
     cues = result["reference_text_cues"]
-    lines += ["", "Trade-off curve: `endpointing_eval.png`.", "",
+    lines += ["", f"Trade-off curve: `{out.with_suffix('.png').name}`.", "",
               f"What the words could tell, on the reference text: {cues['with_pauses']} of {cues['utterances']} test "
               f"utterances hold a pause; {cues['pause_after_complete_prefix']} of them pause after words that already "
               f"parse as a complete command, and {cues['complete_commands']} whole utterances parse as complete commands. "
               "Each piece between pauses is synthesized separately, so its end sounds final: the acoustics cannot tell a "
               "pause from the end, the words can when they are recognized."]
-    (RESULTS / "endpointing_eval.md").write_text("\n".join(lines) + "\n")
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -288,3 +288,20 @@ def test_the_acoustic_check_refuses_a_form_the_audio_does_not_support():
         plain.rewrite_with(strict)
     with pytest.raises(ConfigError, match="acoustic_margin"):
         HeardForms({}, 0.75, acoustic_margin=-1.0)
+
+
+def test_a_form_two_phrases_share_goes_to_the_first_listed_whatever_the_process():
+    import subprocess
+    import sys
+
+    forms = HeardForms({"hannah": {"anna": 2}, "johanna": {"anna": 3}}, 0.75)
+    assert forms.restricted(["hannah", "johanna"]).rewrite("call anna now")[0] == "call hannah now"
+    assert forms.restricted(["johanna", "hannah"]).rewrite("call anna now")[0] == "call johanna now"
+    # not a set's order, which changes with the hash seed from one process to the next
+    code = ("from edgevoice.device.heard_forms import HeardForms\n"
+            "f = HeardForms({p: {'anna': 2} for p in ['hannah', 'johanna', 'savannah', 'joanna', 'susanna']}, 0.75)\n"
+            "print(f.restricted(['susanna', 'joanna', 'hannah', 'savannah', 'johanna']).rewrite('call anna now')[0])")
+    seen = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           env={**__import__("os").environ, "PYTHONHASHSEED": str(seed)}).stdout.strip()
+            for seed in range(4)}
+    assert seen == {"call susanna now"}

@@ -205,7 +205,7 @@ class HeardForms:
         self._letters = list(table)
         self._targets = [table[k] for k in self._letters]
         self._max_words = max((len(f.split()) for _, f, _ in self._targets), default=0) + 1
-        self._restrictions: dict[frozenset, HeardForms] = {}  # the last few lists' tables, built once each
+        self._restrictions: dict[tuple, HeardForms] = {}  # the last few lists' tables, built once each
 
     def __len__(self) -> int:
         return len(self.forms)
@@ -228,7 +228,9 @@ class HeardForms:
         """The forms of these phrases only (a request's list out of an enrolled superset).
         Entries that are heard forms of the listed phrases (a context graph built with
         `fusion_phrases`) are not phrases of their own. Remembered for the last 32 lists."""
-        key = frozenset(phrases)
+        # In the list's order: a form two phrases share goes to the first (a set's order would
+        # change from process to process, and with it which phrase such a form rewrites to).
+        key = tuple(dict.fromkeys(phrases))
         known = self._restrictions.get(key)
         if known is not None:
             return known
