@@ -155,6 +155,15 @@ class Replacement:
     form: str = ""  # the phrase's heard form (or the phrase) the span matched
 
 
+def _check_settings(threshold: float, min_entity_start: float, acoustic_margin: float | None) -> None:
+    if not 0 < threshold <= 1:
+        raise ConfigError(f"heard-form threshold must be within (0, 1], got {threshold}")
+    if not 0 <= min_entity_start < 1:
+        raise ConfigError(f"min_entity_start must be within [0, 1), got {min_entity_start}")
+    if acoustic_margin is not None and not acoustic_margin >= 0:
+        raise ConfigError(f"acoustic_margin must be a non-negative log-probability, got {acoustic_margin}")
+
+
 class HeardForms:
     """Phrase -> its heard forms with counts. The phrase itself always counts as a form."""
 
@@ -162,13 +171,8 @@ class HeardForms:
                  common_words: frozenset[str] = frozenset(), min_common_count: int = 2,
                  word_context: "WordContext | None" = None, min_entity_start: float = 0.0,
                  model: str | None = None, acoustic_margin: float | None = None):
-        if not 0 < threshold <= 1:
-            raise ConfigError(f"heard-form threshold must be within (0, 1], got {threshold}")
-        if not 0 <= min_entity_start < 1:
-            raise ConfigError(f"min_entity_start must be within [0, 1), got {min_entity_start}")
+        _check_settings(threshold, min_entity_start, acoustic_margin)
         self.threshold = float(threshold)
-        if acoustic_margin is not None and not acoustic_margin >= 0:
-            raise ConfigError(f"acoustic_margin must be a non-negative log-probability, got {acoustic_margin}")
         # A rewrite needs the form to be at most this much less likely (natural log per token of
         # the form, over the span's frames, by the transducer) than what was heard; None: letters
         # alone decide.
@@ -213,8 +217,8 @@ class HeardForms:
     def with_threshold(self, threshold: float, min_entity_start: float | None = None,
                        acoustic_margin: "float | None | str" = "same") -> "HeardForms":
         """The same forms with other settings (the matching table is shared, not rebuilt)."""
-        HeardForms({}, threshold, min_entity_start=min_entity_start or 0.0,  # validates the settings
-                   acoustic_margin=None if acoustic_margin == "same" else acoustic_margin)
+        _check_settings(threshold, self.min_entity_start if min_entity_start is None else min_entity_start,
+                        self.acoustic_margin if acoustic_margin == "same" else acoustic_margin)
         other = copy.copy(self)
         other.threshold = float(threshold)
         if min_entity_start is not None:

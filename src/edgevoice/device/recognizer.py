@@ -12,6 +12,7 @@ threads; each stream keeps its own features, encoder state and search.
 
 from __future__ import annotations
 
+import collections
 import math
 import time
 import weakref
@@ -201,11 +202,11 @@ class Stream:
         self.heard_forms = heard_forms  # HeardForms applied to the final hypotheses
         # The encoder frames, held for the heard forms' acoustic check (the last few minutes at
         # most: an endless stream keeps bounded memory).
-        self._held_frames: list[np.ndarray] | None = \
-            [] if heard_forms is not None and heard_forms.acoustic_margin is not None else None
+        self._held_frames: collections.deque | None = \
+            collections.deque() if heard_forms is not None and heard_forms.acoustic_margin is not None else None
         self._held_first = 0  # absolute index of the first held frame
-        self._scorer: SpanScorer | None = None
-        self._scorer_frames = (0, 0)
+        self._held_count = 0
+        self._scorer: SpanScorer | None = None  # over the frames held when it was made
         self._search = BeamSearch(model, recognizer.beam, context, bias)
         self._search.keep_trace = endpointer is not None
         self._resampler = None  # soxr.ResampleStream, made when a non-16 kHz rate arrives
@@ -279,12 +280,12 @@ class Stream:
     MAX_HELD_FRAMES = 3000  # two minutes of 40 ms encoder frames (about 4 MB)
 
     def _hold(self, frames: np.ndarray) -> None:
-        self._held_frames.append(frames.copy())
-        held = sum(len(f) for f in self._held_frames)
-        while held - len(self._held_frames[0]) >= self.MAX_HELD_FRAMES:
-            dropped = self._held_frames.pop(0)
-            held -= len(dropped)
-            self._held_first += len(dropped)
+        self._held_frames.append(frames)
+        self._held_count += len(frames)
+        while self._held_count - len(self._held_frames[0]) >= self.MAX_HELD_FRAMES:
+            dropped = len(self._held_frames.popleft())
+            self._held_count -= dropped
+            self._held_first += dropped
 
     def _acoustic_check(self, scorer: "SpanScorer", h: Hypothesis, margin: float):
         """verify(replacement) for the heard forms: is the matched form, over the frames where
@@ -448,11 +449,11 @@ class Stream:
         """Over the frames held so far; rebuilt only when more have come."""
         if not self._held_frames:
             return None
-        held = sum(len(f) for f in self._held_frames)
-        if self._scorer is None or self._scorer_frames != (self._held_first, held):
-            self._scorer = SpanScorer(self.recognizer.model, np.concatenate(self._held_frames), self._held_first, self._bias)
-            self._scorer_frames = (self._held_first, held)
-        return self._scorer
+        scorer = self._scorer
+        if scorer is None or (scorer.first_frame, len(scorer.frames)) != (self._held_first, self._held_count):
+            scorer = self._scorer = SpanScorer(self.recognizer.model, np.concatenate(self._held_frames),
+                                               self._held_first, self._bias)
+        return scorer
 
     def hold_encoder_frames(self) -> None:
         """Keep the encoder frames (the last two minutes) for `rewrite_with` with an acoustic
@@ -460,7 +461,7 @@ class Stream:
         if self.samples_seen:
             raise AudioError("hold_encoder_frames() must come before the first audio")
         if self._held_frames is None:
-            self._held_frames = []
+            self._held_frames = collections.deque()
 
     def rewrite_with(self, heard_forms: "HeardForms") -> list[dict]:
         """A finished stream's n-best as these heard forms would have rewritten it (for tuning

@@ -76,9 +76,12 @@ class Tokenizer:
     def is_word_start(self, token_id: int) -> bool:
         return self._sp.IdToPiece(token_id).startswith("\u2581")
 
-    def word_token_spans(self, tokens) -> list[tuple[int, int]]:
-        """Each word's token range [start, end), for the words `word_times` gives."""
-        self.word_times([], [], 1.0)  # builds the piece table
+    def _word_spans(self, tokens) -> list[tuple[int, int, str]]:
+        """(first token, end token, word) of each non-empty word: a piece starting with the
+        word marker opens a word, the others continue it."""
+        if not hasattr(self, "_piece_table"):  # looked up per token on the device: built once
+            pieces = [self._sp.IdToPiece(i) for i in range(self.vocab_size)]
+            self._piece_table = ([p.lstrip("\u2581") for p in pieces], [p.startswith("\u2581") for p in pieces])
         text, starts = self._piece_table
         spans: list[list] = []
         for i, token in enumerate(tokens):
@@ -87,20 +90,14 @@ class Tokenizer:
             else:
                 spans[-1][1] = i + 1
                 spans[-1][2] += text[token]
-        return [(a, b) for a, b, word in spans if word]
+        return [(a, b, word) for a, b, word in spans if word]
+
+    def word_token_spans(self, tokens) -> list[tuple[int, int]]:
+        """Each word's token range [start, end), for the words `word_times` gives."""
+        return [(a, b) for a, b, _ in self._word_spans(tokens)]
 
     def word_times(self, tokens, frames, frame_seconds: float) -> list[dict]:
         """Words with start times (the frame of each word's first token) and ends (the last
         token's frame + one frame), in seconds; used by both decoders."""
-        if not hasattr(self, "_piece_table"):  # looked up per token on the device: built once
-            pieces = [self._sp.IdToPiece(i) for i in range(self.vocab_size)]
-            self._piece_table = ([p.lstrip("\u2581") for p in pieces], [p.startswith("\u2581") for p in pieces])
-        text, starts = self._piece_table
-        words: list[dict] = []
-        for token, frame in zip(tokens, frames):
-            if starts[token] or not words:
-                words.append({"word": text[token], "start": round(frame * frame_seconds, 2), "end": 0.0})
-            else:
-                words[-1]["word"] += text[token]
-            words[-1]["end"] = round((frame + 1) * frame_seconds, 2)
-        return [w for w in words if w["word"]]
+        return [{"word": word, "start": round(frames[a] * frame_seconds, 2), "end": round((frames[b - 1] + 1) * frame_seconds, 2)}
+                for a, b, word in self._word_spans(tokens)]
