@@ -143,6 +143,34 @@ def enrolled_forms(recognizer: Recognizer, path: Path, items: list[dict], sizes:
     return HeardForms(known, word_context=word_context, model=recognizer.fingerprint)
 
 
+def everyday_words(text_corpus: str, count: int = 300) -> frozenset:
+    """The training text's most frequent words (their insertion is not blamed on biasing)."""
+    counts = Counter(w for r in read_manifest(text_corpus) if r["split"] == "train" and r["text"] for w in r["text"].split())
+    return frozenset(w for w, _ in counts.most_common(count))
+
+
+def load_items(corpus: str, limit: int | None = None) -> tuple[list[dict], list[dict]]:
+    """The biasing set's (dev, test) utterances with their audio, entities and lists."""
+    from edgevoice.corpus.slot_lists import heldout_names
+
+    rare_set = set(heldout_names())
+    lists = read_bias_lists(corpus)
+    records = [r for r in read_manifest(corpus) if r["text"] and r["id"] in lists]
+    splits = {}
+    for split in ("dev", "test"):
+        splits[split] = []
+        for r in [r for r in records if r["split"] == split][:limit]:
+            entities = lists[r["id"]]["entities"]
+            spans = [(s["start"], s["end"]) for s in r["slots"]
+                     if " ".join(r["text"].split()[s["start"] : s["end"]]) in entities]
+            samples = read_audio(audio_path(r, Path(corpus)))
+            splits[split].append({"id": r["id"], "ref": r["text"], "audio": samples, "seconds": len(samples) / 16000,
+                                  "entities": entities, "spans": spans, "lists": lists[r["id"]]["lists"],
+                                  "rare": r.get("source") == "rare_names",
+                                  "rare_names": [e for e in entities if e in rare_set], "split": split})
+    return splits["dev"], splits["test"]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="models/default")
@@ -176,26 +204,8 @@ def main() -> None:
     ap.add_argument("--out", default=str(RESULTS / "biasing_eval"))
     args = ap.parse_args()
 
-    from edgevoice.corpus.slot_lists import heldout_names
-
-    rare_set = set(heldout_names())
-    counts = Counter(w for r in read_manifest(args.text_corpus) if r["split"] == "train" and r["text"] for w in r["text"].split())
-    common = frozenset(w for w, _ in counts.most_common(300))
-    lists = read_bias_lists(args.corpus)
-    records = [r for r in read_manifest(args.corpus) if r["text"] and r["id"] in lists]
-    records = [r for r in records if r["split"] == "dev"][: args.limit] + [r for r in records if r["split"] == "test"][: args.limit]
-    items = []
-    for r in records:
-        entities = lists[r["id"]]["entities"]
-        spans = [(s["start"], s["end"]) for s in r["slots"]
-                 if " ".join(r["text"].split()[s["start"] : s["end"]]) in entities]
-        samples = read_audio(audio_path(r, Path(args.corpus)))
-        items.append({"id": r["id"], "ref": r["text"], "audio": samples, "seconds": len(samples) / 16000,
-                      "entities": entities, "spans": spans, "lists": lists[r["id"]]["lists"],
-                      "rare": r.get("source") == "rare_names", "rare_names": [e for e in entities if e in rare_set],
-                      "split": r["split"]})
-    dev = [it for it in items if it["split"] == "dev"]
-    items = [it for it in items if it["split"] == "test"]
+    common = everyday_words(args.text_corpus)
+    dev, items = load_items(args.corpus, args.limit)
     recognizer = Recognizer.load(args.model, beam=4, threads=1)
     recognizer.transcribe(items[0]["audio"])  # warm-up
     modes = [m for m in args.modes if m == "fusion" or recognizer.model.has_biaser]
