@@ -101,7 +101,8 @@ def test_feature_cache_holds_each_utterances_frames_and_is_reused(corpus, tmp_pa
     store = FeatureStore.build([corpus], tmp_path, FeatureConfig(), splits=("train",), jobs=2, progress=False)
     assert [u.split for u in store.utterances] == ["train"] * 4
     offsets = [u.offset for u in store.utterances]
-    assert offsets == sorted(offsets) and store.feats.shape[0] == sum(u.frames for u in store.utterances)
+    assert offsets == sorted(offsets) and len(store.parts) == 1
+    assert store.parts[0].shape[0] == sum(u.frames for u in store.utterances)
     for u in store.utterances:
         expected = compute_fbank(read_audio(corpus / audio_of[u.id]), FeatureConfig()).astype(np.float16)
         assert np.array_equal(store.features(u), expected.astype(np.float32))
@@ -110,4 +111,25 @@ def test_feature_cache_holds_each_utterances_frames_and_is_reused(corpus, tmp_pa
     mtime = next(tmp_path.glob("*.npy")).stat().st_mtime_ns
     again = FeatureStore.build([corpus], tmp_path, FeatureConfig(), splits=("train",), jobs=2, progress=False)
     assert next(tmp_path.glob("*.npy")).stat().st_mtime_ns == mtime
-    assert np.array_equal(np.asarray(again.feats), np.asarray(store.feats))
+    assert np.array_equal(np.asarray(again.parts[0]), np.asarray(store.parts[0]))
+
+
+def test_a_run_that_adds_a_corpus_computes_only_the_new_one(corpus, tmp_path):
+    import shutil
+
+    from edgevoice.audio.features import FeatureConfig
+    from edgevoice.train.data import FeatureStore
+
+    cache = tmp_path / "cache"
+    first = FeatureStore.build([corpus], cache, FeatureConfig(), splits=("train",), jobs=1, progress=False)
+    (cached,) = cache.glob("*.npy")
+    mtime = cached.stat().st_mtime_ns
+    other = tmp_path / "other"
+    shutil.copytree(corpus, other)
+    both = FeatureStore.build([corpus, other], cache, FeatureConfig(), splits=("train",), jobs=1, progress=False)
+    assert cached.stat().st_mtime_ns == mtime  # the first corpus's frames were read, not recomputed
+    assert len(list(cache.glob("*.npy"))) == 2 and len(both.parts) == 2
+    assert [u.part for u in both.utterances] == [0] * 4 + [1] * 4
+    for a, b in zip(both.utterances[:4], both.utterances[4:]):
+        assert a.id == b.id and np.array_equal(both.features(a), both.features(b))
+        assert np.array_equal(both.features(a), first.features(first.utterances[both.utterances.index(a)]))

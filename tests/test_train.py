@@ -72,12 +72,18 @@ def test_resume_gives_the_same_state(tmp_path):
     # Every random augmentation on, so resuming must redraw exactly the same perturbations.
     config = dict(TINY, epochs=2, max_frames=1000, average_last=2, spec_augment=True, tempo_perturb=0.1, warp_perturb=0.1,
                   model=dict(TINY["model"], dropout=0.1))
-    train(TrainConfig.from_dict(config), [corpus], tmp_path / "straight", progress=False)
+    shared = tmp_path / "shared-cache"
+    train(TrainConfig.from_dict(dict(config, feature_cache=str(shared))), [corpus], tmp_path / "straight", progress=False)
+    assert not (tmp_path / "straight" / "cache").exists()
+    shared_files = {p.name: p.stat().st_mtime_ns for p in shared.iterdir()}
+    assert len(shared_files) == 4  # train and dev frames, each an array and an index
     interrupted = train(TrainConfig.from_dict(dict(config, max_steps=4)), [corpus], tmp_path / "resumed", progress=False)
     assert interrupted["stopped_early"] and interrupted["steps"] == 4  # in the middle of the second epoch
     # The state at the stop is part of the interim model, with the epoch before it.
     assert interrupted["averaged"] == ["epoch-1.pt", "last.pt"]
-    train(TrainConfig.from_dict(config), [corpus], tmp_path / "resumed", progress=False)
+    # The cache's folder may change on resume; the shared one's frames are read, not recomputed.
+    train(TrainConfig.from_dict(dict(config, feature_cache=str(shared))), [corpus], tmp_path / "resumed", progress=False)
+    assert {p.name: p.stat().st_mtime_ns for p in shared.iterdir()} == shared_files
     a = torch.load(tmp_path / "straight" / "checkpoints" / "last.pt", weights_only=False)
     b = torch.load(tmp_path / "resumed" / "checkpoints" / "last.pt", weights_only=False)
     assert a["step"] == b["step"] and a["epoch"] == b["epoch"] == 2

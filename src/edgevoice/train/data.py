@@ -1,8 +1,9 @@
 """Training data: cached features, tokenized text, length-bucketed batches, SpecAugment.
 
-Features are computed once per manifest with the shared `edgevoice.audio.features` code
-and stored as one float16 array plus an index in `CACHE/feats-<key>.npy`, so later epochs
-and later runs read them with a memory map.
+Features are computed once per manifest (and split selection) with the shared
+`edgevoice.audio.features` code and stored as one float16 array plus an index in
+`CACHE/feats-<key>.npy`, so later epochs and later runs read them with a memory map, and a
+run that adds a corpus to those of an earlier one computes only the new corpus.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class Utterance:
     split: str
     voice: str
     engine: str
+    part: int = 0  # which manifest's feature array holds its frames
 
 
 def _features_of(args) -> np.ndarray:
@@ -41,34 +43,39 @@ def _features_of(args) -> np.ndarray:
 
 
 class FeatureStore:
-    """All frames of one or more manifests, one memory-mapped float16 array."""
+    """All frames of one or more manifests: one memory-mapped float16 array per manifest."""
 
-    def __init__(self, feats: np.ndarray, utterances: list[Utterance]):
-        self.feats = feats
+    def __init__(self, parts: list[np.ndarray], utterances: list[Utterance]):
+        self.parts = parts
         self.utterances = utterances
 
     @staticmethod
     def build(manifests: list[str | Path], cache_dir: str | Path, config: FeatureConfig = FeatureConfig(),
               splits: tuple[str, ...] | None = None, jobs: int | None = None, progress: bool = True) -> "FeatureStore":
-        records: list[tuple[dict, Path]] = []
+        cache = Path(cache_dir)
+        cache.mkdir(parents=True, exist_ok=True)
+        parts: list[np.ndarray] = []
+        utterances: list[Utterance] = []
         for m in manifests:
             m = Path(m)
             folder = m if m.is_dir() else m.parent
-            for rec in read_manifest(m):
-                if rec["text"] and (splits is None or rec["split"] in splits):
-                    records.append((rec, audio_path(rec, folder)))
-        if not records:
+            records = [(rec, audio_path(rec, folder)) for rec in read_manifest(m)
+                       if rec["text"] and (splits is None or rec["split"] in splits)]
+            if not records:
+                continue
+            # Keyed by what the frames depend on, per manifest: a corpus's cache serves every
+            # run that uses it, whatever other corpora come with it.
+            key_src = json.dumps([config.to_dict(), [(r["id"], str(p), r["duration"]) for r, p in records]])
+            key = hashlib.sha1(key_src.encode()).hexdigest()[:16]
+            feats_path, index_path = cache / f"feats-{key}.npy", cache / f"feats-{key}.json"
+            if not (feats_path.exists() and index_path.exists()):
+                FeatureStore._compute(records, config, feats_path, index_path, jobs, progress)
+            part = len(parts)
+            parts.append(np.load(feats_path, mmap_mode="r"))
+            utterances += [Utterance(**u, part=part) for u in json.loads(index_path.read_text())]
+        if not utterances:
             raise ConfigError(f"no labelled utterances in {[str(m) for m in manifests]} for splits {splits}")
-        key_src = json.dumps([config.to_dict(), [(r["id"], str(p), r["duration"]) for r, p in records]])
-        key = hashlib.sha1(key_src.encode()).hexdigest()[:16]
-        cache = Path(cache_dir)
-        cache.mkdir(parents=True, exist_ok=True)
-        feats_path, index_path = cache / f"feats-{key}.npy", cache / f"feats-{key}.json"
-        if not (feats_path.exists() and index_path.exists()):
-            FeatureStore._compute(records, config, feats_path, index_path, jobs, progress)
-        index = json.loads(index_path.read_text())
-        feats = np.load(feats_path, mmap_mode="r")
-        return FeatureStore(feats, [Utterance(**u) for u in index])
+        return FeatureStore(parts, utterances)
 
     @staticmethod
     def _compute(records, config, feats_path: Path, index_path: Path, jobs, progress) -> None:
@@ -81,7 +88,8 @@ class FeatureStore:
         jobs = jobs or os.cpu_count() or 1
         index = []
         offset = 0
-        raw_path = feats_path.with_suffix(".tmp.raw")
+        # Temporary names carry the process id: two runs sharing a cache may build the same corpus.
+        raw_path = feats_path.with_suffix(f".tmp{os.getpid()}.raw")
         num_bins = None
         with mp.get_context("fork").Pool(jobs) as pool, open(raw_path, "wb") as raw:
             it = pool.imap(_features_of, [(str(p), config) for _, p in records], chunksize=16)
@@ -91,7 +99,7 @@ class FeatureStore:
                 index.append(dict(id=rec["id"], offset=offset, frames=len(f), text=rec["text"], split=rec["split"],
                                   voice=rec["voice"], engine=rec["engine"]))
                 offset += len(f)
-        tmp = feats_path.with_suffix(".tmp.npy")
+        tmp = feats_path.with_suffix(f".tmp{os.getpid()}.npy")
         source = np.memmap(raw_path, dtype=np.float16, mode="r", shape=(offset, num_bins))
         target = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(offset, num_bins))
         block = 1 << 20  # frames (160 MB at 80 bins)
@@ -101,10 +109,12 @@ class FeatureStore:
         del source, target
         os.replace(tmp, feats_path)
         raw_path.unlink()
-        index_path.write_text(json.dumps(index))
+        index_tmp = index_path.with_suffix(f".tmp{os.getpid()}.json")
+        index_tmp.write_text(json.dumps(index))
+        os.replace(index_tmp, index_path)
 
     def features(self, utt: Utterance) -> np.ndarray:
-        return np.asarray(self.feats[utt.offset : utt.offset + utt.frames], dtype=np.float32)
+        return np.asarray(self.parts[utt.part][utt.offset : utt.offset + utt.frames], dtype=np.float32)
 
     def cmvn(self, max_utterances: int = 3000, seed: int = 0) -> GlobalCMVN:
         rng = np.random.default_rng(seed)

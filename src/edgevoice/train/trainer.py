@@ -75,6 +75,9 @@ class TrainConfig:
     # add a biaser to a trained recognizer without changing it); None: train everything.
     train_only: list | None = None
     threads: int | None = None
+    # Folder of cached features (default OUT/cache). Runs may share one: each corpus's frames
+    # are computed once, whichever runs use it.
+    feature_cache: str | None = None
     # "bfloat16": forward pass and losses under autocast (weights, optimizer and the
     # transducer recursion stay float32). On CPUs with AVX512-BF16 a step of the default
     # model takes about 0.6x the time (benchmarks/training_speed.py), with the same loss to 3 digits.
@@ -82,7 +85,7 @@ class TrainConfig:
 
     # May change between resumptions: they change how fast a run goes, not what it computes
     # (bfloat16 rounding aside).
-    RUN_CONTROL = ("max_hours", "max_steps", "threads", "precision")
+    RUN_CONTROL = ("max_hours", "max_steps", "threads", "precision", "feature_cache")
 
     def validate(self) -> "TrainConfig":
         self.model.validate()
@@ -284,7 +287,7 @@ def train(config: TrainConfig, data_dirs: list[str | Path], out_dir: str | Path,
         torch.distributed.barrier()
 
     feature_config = FeatureConfig(num_bins=config.model.num_mel_bins)
-    cache = out / "cache"
+    cache = Path(config.feature_cache) if config.feature_cache else out / "cache"
     def stores():
         return (FeatureStore.build(data_dirs, cache, feature_config, tuple(config.train_splits), progress=is_main),
                 FeatureStore.build(data_dirs, cache, feature_config, tuple(config.dev_splits), progress=is_main))
