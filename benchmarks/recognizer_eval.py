@@ -2,7 +2,7 @@
 
     python benchmarks/recognizer_eval.py --model models/default --corpus corpora/bench20
 
-Measures (results in benchmarks/results/recognizer_eval.{json,md}):
+Measures (results in benchmarks/results/recognizer_eval.{json,md}, or --out PREFIX.{json,md}):
 - WER / SER on the corpus' held-out test split (unseen voices and sentences), beam 4;
 - WER on the real dev sets in ../shared/data/real (fsdd, speech_commands, asterisk_en,
   wakeword), resampled to 16 kHz;
@@ -98,6 +98,8 @@ def main() -> None:
     ap.add_argument("--corpus", default="corpora/bench20")
     ap.add_argument("--beam", type=int, default=4)
     ap.add_argument("--limit", type=int, default=None, help="at most this many utterances per set")
+    ap.add_argument("--out", default=str(RESULTS / "recognizer_eval"),
+                    help="results prefix (.json, .md); a candidate's go beside it, not over the bundled model's")
     args = ap.parse_args()
     torch.set_num_threads(1)
     test = evaluate(args.model, args.corpus, beam=args.beam, splits=["test"], limit=args.limit)
@@ -112,8 +114,9 @@ def main() -> None:
               "test_by_condition": conditions,
               "real_dev": real, "streaming_vs_offline": stream, "training": training,
               "test_errors": [r for r in rows if r["ref"] != r["hyp"]][:40]}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "recognizer_eval.json").write_text(json.dumps(result, indent=2))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Path(f"{out}.json").write_text(json.dumps(result, indent=2))
     md = ["# Recognizer evaluation", "", f"`{result['command']}`", "",
           "| set | utterances | WER | SER |", "|---|---|---|---|",
           f"| held-out test split (unseen voices and sentences) | {test['utterances']} | **{test['wer']:.2%}** | {test['ser']:.2%} |"]
@@ -132,7 +135,7 @@ def main() -> None:
            f"Training: {training.get('audio_hours_per_training_hour', '?')} audio hours per training hour "
            f"({training.get('steps', '?')} steps, {training.get('wall_seconds', 0) / 3600:.2f} h, "
            f"{training.get('parameters', '?')} parameters)."]
-    (RESULTS / "recognizer_eval.md").write_text("\n".join(md) + "\n")
+    Path(f"{out}.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 
 
