@@ -1,3 +1,6 @@
+import os
+import subprocess
+
 import numpy as np
 import torch
 
@@ -123,6 +126,18 @@ def test_a_run_that_adds_a_corpus_computes_only_the_new_one(corpus, tmp_path):
     cache = tmp_path / "cache"
     first = FeatureStore.build([corpus], cache, FeatureConfig(), splits=("train",), jobs=1, progress=False)
     (cached,) = cache.glob("*.npy")
+    # A build killed half-way (its process gone) left its temporary file; the next build of
+    # that array deletes it, and leaves a live process's alone.
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    orphan = cache / f"{cached.stem}.tmp{dead.pid}.raw"
+    orphan.write_bytes(b"\0" * 64)
+    live = cache / f"{cached.stem}.tmp{os.getppid()}.raw"  # another process, alive
+    live.write_bytes(b"\0" * 64)
+    cached.unlink()
+    first = FeatureStore.build([corpus], cache, FeatureConfig(), splits=("train",), jobs=1, progress=False)
+    assert not orphan.exists() and live.exists()
+    live.unlink()
     mtime = cached.stat().st_mtime_ns
     other = tmp_path / "other"
     shutil.copytree(corpus, other)

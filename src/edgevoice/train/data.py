@@ -37,6 +37,21 @@ class Utterance:
     part: int = 0  # which manifest's feature array holds its frames
 
 
+def _remove_orphaned_temporaries(feats_path: Path) -> None:
+    """Delete the temporary files of builds of this array whose process has died (a run killed
+    while computing leaves gigabytes behind; a live one sharing the cache keeps its own)."""
+    for leftover in feats_path.parent.glob(f"{feats_path.stem}.tmp*"):
+        pid = leftover.name[len(feats_path.stem) + 4 :].split(".")[0]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            leftover.unlink(missing_ok=True)
+        except PermissionError:  # alive, another user's
+            pass
+
+
 def _features_of(args) -> np.ndarray:
     path, config = args
     return compute_fbank(read_audio(path), config).astype(np.float16)
@@ -86,6 +101,7 @@ class FeatureStore:
         from tqdm import tqdm
 
         jobs = jobs or os.cpu_count() or 1
+        _remove_orphaned_temporaries(feats_path)
         index = []
         offset = 0
         # Temporary names carry the process id: two runs sharing a cache may build the same corpus.
