@@ -36,6 +36,7 @@ from edgevoice.corpus.biasing import read_bias_lists
 from edgevoice.corpus.manifest import audio_path, read_manifest
 from edgevoice.device.context import ContextGraph
 from edgevoice.device.heard_forms import HeardForms, WordContext, enroll
+from edgevoice.device.model_dir import BIASING_FILE
 from edgevoice.device.recognizer import Recognizer
 from edgevoice.text.metrics import biased_error_counts, error_counts
 
@@ -171,6 +172,26 @@ def load_items(corpus: str, limit: int | None = None) -> tuple[list[dict], list[
     return splits["dev"], splits["test"]
 
 
+def choose_default_biasing(conditions: list[dict], corpus: str) -> dict | None:
+    """The mode biasing='auto' should mean for this model: the lowest dev WER, averaged over
+    the list sizes every candidate mode was measured at (each with its best dev fusion weight).
+    None when fewer than two modes have dev figures."""
+    dev_wer: dict[str, dict[int, float]] = {}
+    for c in conditions:
+        tuning = c.get("dev_tuning") or {}
+        if c["mode"] not in ("fusion", "neural", "both"):
+            continue
+        wer = tuning.get("dev_wer", min(tuning.get("dev_wer_by_weight", {}).values(), default=None))
+        if wer is not None:
+            dev_wer.setdefault(c["mode"], {})[c["list_size"]] = wer
+    sizes = set.intersection(*(set(v) for v in dev_wer.values())) if dev_wer else set()
+    if len(dev_wer) < 2 or not sizes:
+        return None
+    mean = {m: round(statistics.mean(v[n] for n in sizes), 4) for m, v in dev_wer.items()}
+    return {"auto": min(mean, key=lambda m: (mean[m], m != "fusion")), "dev_wer_by_mode": mean,
+            "list_sizes": sorted(sizes), "chosen_on": f"{corpus} dev split (benchmarks/biasing_eval.py)"}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="models/default")
@@ -202,6 +223,9 @@ def main() -> None:
     ap.add_argument("--form-weights", type=float, nargs="+", default=[0.25, 0.5],
                     help="shallow-fusion bonuses per token of heard forms tried on the dev split")
     ap.add_argument("--out", default=str(RESULTS / "biasing_eval"))
+    ap.add_argument("--biasing-out", default=None,
+                    help="where the mode chosen on dev for biasing='auto' is written (default MODEL/biasing.json; "
+                         "'' to write nothing)")
     args = ap.parse_args()
 
     common = everyday_words(args.text_corpus)
@@ -220,7 +244,12 @@ def main() -> None:
     tuned: dict[tuple, dict] = {}
     margins = [None if m.lower() == "none" else float(m) for m in args.acoustic_margins]
     for mode, size in conditions[1:]:
-        if mode == "neural" or mode.endswith("+forms"):
+        if mode == "neural":  # nothing to tune; its dev WER lets it compete for the model's default
+            rows, _ = run(recognizer, dev, mode, size)
+            tuned[(mode, size)] = {"dev_wer": score(rows, common)["wer"]}
+            print(f"dev: neural {size}: WER {tuned[(mode, size)]['dev_wer']}", flush=True)
+            continue
+        if mode.endswith("+forms"):
             continue
         tried = {}
         for w in args.weights:
@@ -296,6 +325,12 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(report, indent=2))
+    default = choose_default_biasing(results, args.corpus)
+    biasing_out = Path(args.model) / BIASING_FILE if args.biasing_out is None else args.biasing_out
+    if default and biasing_out:
+        Path(biasing_out).write_text(json.dumps(default, indent=2) + "\n")
+        print(f"biasing='auto' for this model: {default['auto']} (dev WER by mode {default['dev_wer_by_mode']}) "
+              f"-> {biasing_out}", flush=True)
     lines = [f"# Context biasing ({len(items)} test utterances, {report['rare_name_utterances']} with held-out rare names, "
              f"{report['utterances_without_entities']} without entities; beam 4, one thread; fusion weight per token "
              f"and heard-form settings tuned on {len(dev)} dev utterances)", "",

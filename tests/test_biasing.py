@@ -184,6 +184,55 @@ def test_biasing_modes(biased_device, exported, audio):
         plain.create_stream(context=["mom"], biasing="loud")
 
 
+def test_auto_biasing_follows_the_models_dev_choice(biased_device, exported, audio, tmp_path):
+    samples = audio[1]
+    model = tmp_path / "chose-fusion"
+    shutil.copytree(biased_device, model)
+    (model / "biasing.json").write_text(json.dumps({"auto": "fusion"}))
+    recognizer = Recognizer.load(model)
+    assert recognizer.default_biasing == "fusion"
+    auto = recognizer.transcribe(samples, context=["mom"]).nbest[0]["score"]
+    fusion = recognizer.transcribe(samples, context=["mom"], biasing="fusion").nbest[0]["score"]
+    both = recognizer.transcribe(samples, context=["mom"], biasing="both").nbest[0]["score"]
+    assert auto == pytest.approx(fusion) and auto != pytest.approx(both, abs=1e-4)
+    for content, problem in (("{not json", "not valid JSON"), (json.dumps({"auto": "loud"}), "must be one of"),
+                             (json.dumps(["fusion"]), "must be one of")):
+        (model / "biasing.json").write_text(content)
+        with pytest.raises(ModelError, match=f"biasing.json.*{problem}"):
+            Recognizer.load(model)
+    plain = tmp_path / "no-biaser"
+    shutil.copytree(exported, plain)
+    (plain / "biasing.json").write_text(json.dumps({"auto": "both"}))
+    with pytest.raises(ModelError, match="no neural biaser"):
+        Recognizer.load(plain)
+
+
+def test_the_biasing_benchmark_chooses_the_mode_with_the_lowest_dev_wer():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parent.parent / "benchmarks" / "biasing_eval.py"
+    spec = importlib.util.spec_from_file_location("biasing_eval", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+
+    def condition(mode, size, tuning):
+        return {"mode": mode, "list_size": size, "dev_tuning": tuning}
+
+    conditions = [condition("none", 0, None)]
+    for size, (fusion, neural, both) in {10: (0.30, 0.29, 0.33), 100: (0.31, 0.30, 0.35)}.items():
+        conditions += [condition("fusion", size, {"dev_wer_by_weight": {"0.5": fusion + 0.02, "1.0": fusion}}),
+                       condition("neural", size, {"dev_wer": neural}),
+                       condition("both", size, {"dev_wer_by_weight": {"0.5": both}}),
+                       condition("fusion+forms", size, {"dev_wer_by_weight": {"0.5": 0.1}})]
+    chosen = bench.choose_default_biasing(conditions, "corpora/biasing")
+    assert chosen["auto"] == "neural" and chosen["dev_wer_by_mode"] == {"fusion": 0.305, "neural": 0.295, "both": 0.34}
+    # Only sizes every mode was measured at count; one mode alone is no choice.
+    conditions.append(condition("fusion", 1000, {"dev_wer_by_weight": {"0.5": 0.01}}))
+    assert bench.choose_default_biasing(conditions, "x")["list_sizes"] == [10, 100]
+    assert bench.choose_default_biasing([c for c in conditions if c["mode"] in ("none", "fusion")], "x") is None
+
+
 def test_a_biaser_without_its_description_is_refused(biased_device, tmp_path):
     broken = tmp_path / "m"
     shutil.copytree(biased_device, broken)

@@ -102,7 +102,8 @@ $EV corpus build --out corpora/endpointing --hours 1.0 --seed 5 --profile endpoi
 # no biasing vs shallow fusion vs the neural biaser vs both, and fusion / both with heard
 # forms (the first run enrolls the lists' ~700 phrases of sizes 10 and 100, ~7 min, into
 # corpora/biasing/heard_forms.json; `--forms-sizes 10 100 1000` enrolls the whole pool of
-# ~10,000 phrases, ~1.5 h).
+# ~10,000 phrases, ~1.5 h). It also writes models/default/biasing.json: the mode that
+# biasing="auto" means for this model, the one with the lowest dev WER.
 $EV corpus build --out corpora/biasing --hours 0.8 --seed 7 --profile biasing
 .venv/bin/python benchmarks/biasing_eval.py --model models/default --corpus corpora/biasing
 

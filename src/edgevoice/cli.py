@@ -423,7 +423,8 @@ def transcribe_cmd(
     context: Optional[Path] = typer.Option(None, "--context", help="Bias phrases (contacts, device names), one per line, "
                                            "optionally `phrase | weight`."),
     biasing: str = typer.Option("auto", "--biasing", help="How --context is used: fusion (shallow fusion), neural (the "
-                                "model's attention biaser), both, or auto (both if the model has a biaser, else fusion)."),
+                                "model's attention biaser), both, or auto (the model's choice in its biasing.json; "
+                                "without one, both if it has a biaser, else fusion)."),
     heard_forms_file: Optional[Path] = typer.Option(None, "--heard-forms", help="How the recognizer hears the phrases "
                                                     "(from `edgevoice context enroll`): spans that sound like a phrase "
                                                     "are rewritten into it; with --context, that list's phrases only."),

@@ -21,6 +21,10 @@ FORMAT_VERSION = 1
 # The neural biaser's keys [H, d, M] and values [H, M, d] (head-major, keys pre-scaled).
 BIASER_MEMORY_LAYOUT = "head_major"
 METADATA_FILE = "metadata.json"
+# Optional: how this model uses a bias list when the caller says "auto" (the biasing
+# benchmark writes it from its dev split: a jointly trained biaser may or may not help).
+BIASING_FILE = "biasing.json"
+BIASING_DEFAULTS = ("fusion", "neural", "both")
 PARTS = ("encoder", "predictor", "joiner")
 OPTIONAL_PARTS = ("biaser",)  # the neural context biaser, in models trained with one
 _REQUIRED = ("format", "format_version", "sample_rate", "features", "cmvn", "tokenizer", "vocab_size", "blank_id",
@@ -32,6 +36,7 @@ class ModelDirectory:
     path: Path
     metadata: dict
     precision: str
+    default_biasing: str | None = None  # from biasing.json; None: decided by whether there is a biaser
 
     @property
     def files(self) -> dict[str, Path]:
@@ -125,4 +130,20 @@ def load_model_directory(path: str | Path, precision: str = "float32", verify_ch
                 raise ModelError(f"{meta_file}: no checksum for {name}")
             if file_sha256(file) != expected:
                 raise ModelError(f"{file} is corrupt or was changed after export (SHA-256 mismatch); re-export the model")
-    return ModelDirectory(path, meta, precision)
+    return ModelDirectory(path, meta, precision, _read_default_biasing(path, "biaser" in named))
+
+
+def _read_default_biasing(path: Path, has_biaser: bool) -> str | None:
+    file = path / BIASING_FILE
+    if not file.exists():
+        return None
+    try:
+        settings = json.loads(file.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ModelError(f"{file} is not valid JSON: {exc}") from exc
+    mode = settings.get("auto") if isinstance(settings, dict) else None
+    if mode not in BIASING_DEFAULTS:
+        raise ModelError(f"{file}: 'auto' must be one of {', '.join(BIASING_DEFAULTS)}, got {mode!r}")
+    if mode in ("neural", "both") and not has_biaser:
+        raise ModelError(f"{file}: 'auto' is {mode!r}, but this model has no neural biaser")
+    return mode

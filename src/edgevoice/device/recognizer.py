@@ -110,6 +110,12 @@ class Recognizer:
         return self.model.model_dir.fingerprint
 
     BIASING_MODES = ("auto", "fusion", "neural", "both", "none")
+
+    @property
+    def default_biasing(self) -> str:
+        """What biasing="auto" means for this model."""
+        chosen = self.model.model_dir.default_biasing
+        return chosen or ("both" if self.model.has_biaser else "fusion")
     FORM_FUSION_WEIGHT = 0.5  # shallow-fusion bonus per token of a heard form (tuned on the biasing set's dev split)
 
     def create_stream(self, endpointer: "LearnedEndpointer | RuleEndpointer | None" = None, nlu=None,
@@ -120,7 +126,8 @@ class Recognizer:
         hypothesis is already a complete command. `context`: this stream's bias phrases
         (a ContextGraph, or phrases / (phrase, weight) pairs). `biasing`: how they are used:
         "fusion" (shallow fusion in beam search), "neural" (the model's attention biaser),
-        "both", "none"; "auto" is "both" for a model with a biaser, else "fusion".
+        "both", "none"; "auto" is the model directory's choice (biasing.json, written by the
+        biasing benchmark from its dev split), else "both" for a model with a biaser, else "fusion".
         `heard_forms` (edgevoice.device.heard_forms, from `edgevoice context enroll`): spans of
         each final hypothesis that sound like a phrase as this recognizer hears it are
         rewritten into the phrase; with a `context`, only that list's phrases, and if that
@@ -130,7 +137,7 @@ class Recognizer:
         if biasing not in self.BIASING_MODES:
             raise ConfigError(f"biasing must be one of {', '.join(self.BIASING_MODES)}, got {biasing!r}")
         if biasing == "auto":
-            biasing = "both" if self.model.has_biaser else "fusion"
+            biasing = self.default_biasing
         if biasing in ("neural", "both") and not self.model.has_biaser:
             raise ConfigError(f"biasing={biasing!r} needs a model with a neural biaser; this one has none")
         detector = getattr(endpointer, "speech_detector", None)
