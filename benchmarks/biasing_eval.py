@@ -178,9 +178,9 @@ def choose_default_biasing(conditions: list[dict], corpus: str) -> dict | None:
     None when fewer than two modes have dev figures."""
     dev_wer: dict[str, dict[int, float]] = {}
     for c in conditions:
-        tuning = c.get("dev_tuning") or {}
         if c["mode"] not in ("fusion", "neural", "both"):
             continue
+        tuning = c.get("dev_tuning") or {}
         wer = tuning.get("dev_wer", min(tuning.get("dev_wer_by_weight", {}).values(), default=None))
         if wer is not None:
             dev_wer.setdefault(c["mode"], {})[c["list_size"]] = wer

@@ -69,10 +69,8 @@ $EV train --config runs/train_stage9.yaml --out runs/default-stage9 --data corpo
 $EV train --config models/default/train_stage10.yaml --out runs/default-stage10 --data corpora/bench20 \
   --data corpora/extra25s2 --data corpora/extra18s3 --data corpora/real/fsdd --data corpora/real/asterisk_en \
   --data corpora/real/wakeword
-# It stopped at 98 % of its schedule; the shipped model is the state at the stop (last.pt),
-# not the trainer's average with the epoch-1 checkpoint (NOTES.md).
-.venv/bin/python -c 'import torch; s = torch.load("runs/default-stage10/checkpoints/last.pt", weights_only=False)
-torch.save({"model": s["model"], "config": s["config"], "averaged": ["last.pt"]}, "runs/default-stage10/model.pt")'
+# It stops at max_hours at 98 % of its schedule; with average_last: 1 its model.pt is the state
+# at the stop (last.pt), which is what ships (NOTES.md: the average with epoch 1 was not kept).
 
 # Ship: the model, what is needed to use it, and its device export; the training records of
 # stage 10 (train_summary.json, log.csv, curves.png) and of the earlier stages (stage3_*, ...).

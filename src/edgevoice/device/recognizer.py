@@ -110,13 +110,13 @@ class Recognizer:
         return self.model.model_dir.fingerprint
 
     BIASING_MODES = ("auto", "fusion", "neural", "both", "none")
+    FORM_FUSION_WEIGHT = 0.5  # shallow-fusion bonus per token of a heard form (tuned on the biasing set's dev split)
 
     @property
     def default_biasing(self) -> str:
         """What biasing="auto" means for this model."""
         chosen = self.model.model_dir.default_biasing
         return chosen or ("both" if self.model.has_biaser else "fusion")
-    FORM_FUSION_WEIGHT = 0.5  # shallow-fusion bonus per token of a heard form (tuned on the biasing set's dev split)
 
     def create_stream(self, endpointer: "LearnedEndpointer | RuleEndpointer | None" = None, nlu=None,
                       context: "ContextGraph | list | None" = None, biasing: str = "auto",
