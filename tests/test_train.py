@@ -202,3 +202,13 @@ def test_bfloat16_on_a_cpu_without_bfloat16_units_is_warned_about(tmp_path):
     info.write_text("processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16\n")
     assert bfloat16_warning("bfloat16", cpu_flags(info), on_gpu=False) is None
     assert cpu_flags(tmp_path / "missing") is None and bfloat16_warning("bfloat16", None, on_gpu=False) is None
+
+
+def test_bfloat16_on_a_cpu_without_avx512_trains_in_float32():
+    from edgevoice.train.trainer import bfloat16_unsupported
+
+    assert bfloat16_unsupported("bfloat16", {"fpu", "avx", "avx2"}, on_gpu=False)
+    assert not bfloat16_unsupported("bfloat16", {"avx2", "avx512f", "avx512bw"}, on_gpu=False)
+    assert not bfloat16_unsupported("bfloat16", {"avx2"}, on_gpu=True)
+    assert not bfloat16_unsupported("float32", {"avx2"}, on_gpu=False)
+    assert not bfloat16_unsupported("bfloat16", None, on_gpu=False)  # flags unknown: try it

@@ -8,6 +8,7 @@ the curves. The output folder holds everything needed to use or continue the mod
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -188,6 +189,13 @@ def bfloat16_warning(precision: str, flags: set[str] | None, on_gpu: bool) -> st
             "set precision: float32 (it may change on resume)")
 
 
+def bfloat16_unsupported(precision: str, flags: set[str] | None, on_gpu: bool) -> bool:
+    """oneDNN's bfloat16 kernels (the LSTM's among them) need AVX-512 at least: on a CPU with
+    only AVX2 autocast fails in the first forward pass ("could not create a primitive
+    descriptor for the LSTM forward propagation primitive"), so such a run trains in float32."""
+    return precision == "bfloat16" and not on_gpu and flags is not None and "avx512bw" not in flags
+
+
 def averaging_sources(epochs: list[Path], last: Path, average_last: int, stopped_mid_epoch: bool) -> list[Path]:
     """The checkpoints averaged into model.pt. A run stopped inside an epoch (max_hours,
     max_steps) has trained past its last epoch checkpoint: the state at the stop is the most
@@ -267,7 +275,13 @@ def train(config: TrainConfig, data_dirs: list[str | Path], out_dir: str | Path,
         raise ConfigError(f"cannot initialize from {config.init_from}: no such file")
     rank, world = _dist()
     is_main = rank == 0
-    slow_precision = bfloat16_warning(config.precision, cpu_flags(), torch.cuda.is_available())
+    flags, on_gpu = cpu_flags(), torch.cuda.is_available()
+    if bfloat16_unsupported(config.precision, flags, on_gpu):
+        if is_main:
+            warnings.warn("precision: bfloat16 needs a CPU with AVX-512 (this one has no avx512bw flag): training "
+                          "in float32 instead", stacklevel=2)
+        config = dataclasses.replace(config, precision="float32")
+    slow_precision = bfloat16_warning(config.precision, flags, on_gpu)
     if slow_precision and is_main:
         warnings.warn(slow_precision, stacklevel=2)
     if config.threads:
