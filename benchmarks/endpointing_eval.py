@@ -10,16 +10,23 @@ its test split (unseen voices and sentences) is what is reported.
 
 1. The speech detector (logistic over the encoder's frames) is fitted on the dev streams,
    frames labelled from the manifest's layout (speech segments, pauses, hesitations).
-2. Every utterance is decoded again with it, recording the per-frame evidence
+2. The end-of-query detector (logistic over the encoder frames around the last speech
+   before a silence: a pause inside the request, or its end?) is fitted on the silences of
+   `--eoq-corpus` (`corpus build --profile endpointing-train`: training voices and
+   sentences), with the speech detector of step 1 deciding where silences start.
+3. Every utterance is decoded again with both, recording the per-frame evidence
    (FrameObservation) the stream computes.
-3. The learned end-pointer (logistic) is fitted on dev frames twice, on all the evidence
-   and on silence alone; each one's threshold is the lowest whose premature-cut rate on dev
-   stays within the target, and the one with the lower dev median delay is shipped.
-4. On test, streams run with the real event code (partial / speculative_end / final_end),
+4. Three end-pointers are fitted on dev: logistic regressions over dev frames on all the
+   evidence and on silence alone, and the rule "silence + theta * end-of-query log-odds"
+   with theta searched on dev. Each is planned on dev with its speculative look-ahead: the
+   quickest final threshold within the premature-cut target for which a look-ahead keeps
+   early speculations (resets) within their target and leads by 200 ms at the median. The
+   candidate with the quickest such plan is shipped (without any, the quickest final end).
+5. On test, streams run with the real event code (partial / speculative_end / final_end),
    for the learned end-pointer and for the rule baseline (sherpa-onnx: 1.2 s / 2.4 s).
    A decision can only be made when a chunk has been decoded, so its time is the end of
    that chunk; the delay is from the true end of speech (manifest) to it.
-5. Latency to intent: without speculation the on-device understanding starts at the final
+6. Latency to intent: without speculation the on-device understanding starts at the final
    end; with it, at the speculative end, and its result is used when the final end
    confirms it (else understanding restarts on the revised hypothesis). With `--lm`, the
    same for the real cloud path: each request's speculative and final lattices are posted
@@ -33,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import time
 from pathlib import Path
@@ -41,8 +49,9 @@ import numpy as np
 
 from edgevoice.audio.io import read_audio
 from edgevoice.corpus.manifest import audio_path, read_manifest
-from edgevoice.device.endpoint import (FEATURES, SILENCE_FEATURES, EndOfSentenceModel, LearnedEndpointer, RuleEndpointer,
-                                       SpeechDetector, feature_vector)
+from edgevoice.device.endpoint import (END_OF_QUERY_FEATURES, FEATURES, SILENCE_FEATURES, EndOfQueryDetector,
+                                       EndOfSentenceModel, LearnedEndpointer, RuleEndpointer, SpeechDetector,
+                                       feature_vector)
 from edgevoice.device.nlu import TemplateNLU
 from edgevoice.corpus.layout import strip_wake_word
 from edgevoice.device.recognizer import Recognizer
@@ -56,6 +65,7 @@ class _Never:
 
     eos = None
     speech_detector = None
+    end_of_query = None
 
     def is_end(self, obs, lookahead=0.0):
         return False
@@ -64,9 +74,9 @@ class _Never:
         return False
 
 
-def observe(recognizer, nlu, eos, samples, detector=None, encoder_frames=False):
+def observe(recognizer, nlu, eos, samples, detector=None, encoder_frames=False, end_of_query=None):
     never = _Never()
-    never.eos, never.speech_detector = eos, detector
+    never.eos, never.speech_detector, never.end_of_query = eos, detector, end_of_query
     stream = recognizer.create_stream(never, nlu)
     stream.record_observations = True
     stream.accept_waveform(16000, samples)
@@ -111,6 +121,65 @@ def fit_speech_detector(recognizer, nlu, eos, records, folder) -> tuple[SpeechDe
                       "frame_accuracy_dev": round(float(((p >= detector.threshold) == (y > 0)).mean()), 4)}
 
 
+EOQ_SILENCE = 0.3  # silences shorter than this never end a request: not fitted on
+
+
+def end_of_query_samples(rec: dict, obs, enc) -> list[tuple[np.ndarray, int]]:
+    """(EndOfQueryDetector.inputs, 1 if the request's end) for each silence of the stream
+    that lasts EOQ_SILENCE or more, as the stream's speech detector saw it, taken where
+    the stream scores it (FRAMES_AFTER_SPEECH frames into the silence). Silences that start
+    before the command or after its end (a noise burst) are left out."""
+    out = []
+    n = min(len(obs), len(enc))
+    for i in range(1, n):
+        ss, prev = obs[i].speech_silence, obs[i - 1].speech_silence
+        if ss is None or not (ss >= EOQ_SILENCE > prev):
+            continue
+        start = obs[i].time - ss
+        if not rec["speech_start"] <= start <= rec["speech_end"] + 0.2:
+            continue
+        j = i - round((ss - EndOfQueryDetector.FRAMES_AFTER_SPEECH * 0.04) / 0.04)
+        if j < 0:
+            continue
+        frames = enc[max(0, j + 1 - EndOfQueryDetector.WINDOW_FRAMES) : j + 1]
+        out.append((EndOfQueryDetector.inputs(frames), int(start >= rec["speech_end"] - 0.1)))
+    return out
+
+
+def auc(scores, labels) -> float:
+    scores, labels = np.asarray(scores), np.asarray(labels)
+    pos, neg = scores[labels == 1], scores[labels == 0]
+    if not len(pos) or not len(neg):
+        return float("nan")
+    return float((pos[:, None] > neg[None, :]).mean() + 0.5 * (pos[:, None] == neg[None, :]).mean())
+
+
+def fit_end_of_query(recognizer, detector, records, folder) -> tuple[EndOfQueryDetector, dict]:
+    samples = []
+    for rec in records:
+        obs, enc = observe(recognizer, None, None, read_audio(audio_path(rec, folder)), detector, encoder_frames=True)
+        samples += end_of_query_samples(rec, obs, enc)
+    x = np.stack([s[0] for s in samples])
+    y = np.array([s[1] for s in samples])
+    eoq = EndOfQueryDetector.fit(x, y)
+    return eoq, {"utterances": len(records), "silences": len(y), "end_share": round(float(y.mean()), 4),
+                 "auc_fit": round(auc([eoq.log_odds_of_inputs(v) for v in x], y), 4)}
+
+
+def end_of_query_auc(eoq, records, observations) -> float:
+    """How well the stream's end-of-query log-odds (at EOQ_SILENCE into each silence) tell
+    the request's end from pauses inside it."""
+    scores, labels = [], []
+    for rec, obs in zip(records, observations):
+        for prev, o in zip(obs, obs[1:]):
+            if o.speech_silence is not None and o.speech_silence >= EOQ_SILENCE > prev.speech_silence:
+                start = o.time - o.speech_silence
+                if rec["speech_start"] <= start <= rec["speech_end"] + 0.2:
+                    scores.append(o.end_of_query)
+                    labels.append(int(start >= rec["speech_end"] - 0.1))
+    return round(auc(scores, labels), 4)
+
+
 def detector_accuracy(detector, observations, records) -> float:
     """Frame accuracy on held-out streams, from the speech silence the stream tracked: a frame
     counts as heard speech where speech_silence is zero."""
@@ -149,6 +218,87 @@ def sweep(records, observations, make_decider, thresholds, chunk_seconds):
                     "median_delay": statistics.median(delays) if delays else None,
                     "p90_delay": float(np.percentile(delays, 90)) if delays else None})
     return out
+
+
+LOOKAHEADS = (0.16, 0.2, 0.24, 0.28, 0.32)  # speculative look-aheads tried (s)
+
+
+class DecisionTable:
+    """The learned end-pointer's decisions on dev, fast: per utterance, the feature vectors at
+    its decision points (the last frame of each decoded chunk) for each look-ahead, so that a
+    weight vector and threshold give every utterance's decision time in one matrix product."""
+
+    def __init__(self, records, observations, chunk_seconds, lookaheads):
+        self.ends = np.array([r["speech_end"] for r in records])
+        self.points = []
+        for obs in observations:
+            at = [o for o in obs if abs(o.time / chunk_seconds - round(o.time / chunk_seconds)) < 1e-6]
+            self.points.append((np.array([o.time for o in at]), np.array([o.num_tokens > 0 for o in at]),
+                                {la: np.stack([feature_vector(o, la) for o in at]) for la in (0.0, *lookaheads)}))
+
+    def times(self, weights, threshold, lookahead=0.0, max_utterance=20.0) -> np.ndarray:
+        """Decision times (NaN: none), as LearnedEndpointer.is_end decides."""
+        z_min = math.log(threshold / (1 - threshold)) if threshold < 1 else math.inf
+        w = np.asarray(weights)
+        out = np.full(len(self.points), np.nan)
+        for i, (times, tokens, feats) in enumerate(self.points):
+            fire = ((feats[lookahead] @ w >= z_min) & tokens) | (times >= max_utterance)
+            if fire.any():
+                out[i] = times[np.argmax(fire)]
+        return out
+
+
+def plan_on_dev(table: DecisionTable, weights, thresholds, targets: dict, fixed_lookahead=None) -> dict:
+    """The final threshold and speculative look-ahead for one end-pointer, on dev: of the
+    thresholds whose premature cuts stay within target, the one with the lowest median delay
+    for which some look-ahead speculates early (a reset later) in at most the reset target of
+    utterances and leads the final end by the lead target at the median (the shortest such
+    look-ahead: a longer one buys nothing but resets). Without any, the lowest-delay threshold
+    and the look-ahead chosen as before (meets_goals false)."""
+    ends = table.ends
+    n = len(ends)
+
+    def speculation(final, th, la):
+        spec = table.times(weights, th, la)
+        both = ~np.isnan(spec) & ~np.isnan(final)
+        return {"premature_rate": float(np.sum(spec[~np.isnan(spec)] < ends[~np.isnan(spec)]) / n),
+                "median_lead": float(np.median(final[both] - spec[both])) if both.any() else None}
+
+    usable = []
+    for th in thresholds:
+        final = table.times(weights, th)
+        done = ~np.isnan(final)
+        if not done.any():
+            continue
+        dev = {"threshold": th, "premature_rate": float(np.sum(final[done] < ends[done]) / n),
+               "missed_rate": float(np.sum(~done) / n), "median_delay": float(np.median(final[done] - ends[done])),
+               "p90_delay": float(np.percentile(final[done] - ends[done], 90))}
+        if dev["premature_rate"] <= targets["premature"]:
+            usable.append((dev, final))
+    if not usable:
+        final = table.times(weights, thresholds[-1])
+        usable = [({"threshold": thresholds[-1], "premature_rate": float(np.nansum(final < ends) / n), "missed_rate": 0.0,
+                    "median_delay": float(np.nanmedian(final - ends)), "p90_delay": None}, final)]
+    usable.sort(key=lambda u: u[0]["median_delay"])
+    lookaheads = LOOKAHEADS if fixed_lookahead is None else (fixed_lookahead,)
+    for dev, final in usable:
+        for la in lookaheads:
+            spec = speculation(final, dev["threshold"], la)
+            if spec["premature_rate"] <= targets["resets"] and (spec["median_lead"] or 0.0) >= targets["lead"] - 1e-9:
+                return {"threshold": dev["threshold"], "dev": dev, "lookahead": la, "speculation": spec,
+                        "meets_goals": dev["premature_rate"] <= targets["premature"], "lookaheads": None}
+    dev, final = usable[0]
+    by_la = {la: speculation(final, dev["threshold"], la) for la in lookaheads}
+    within = [la for la, v in by_la.items() if v["premature_rate"] <= targets["resets"]]
+    leading = [la for la in within if (by_la[la]["median_lead"] or 0.0) >= targets["lead"] - 1e-9]
+    la = min(leading) if leading else max(within) if within else min(by_la)
+    return {"threshold": dev["threshold"], "dev": dev, "lookahead": la, "speculation": by_la[la], "meets_goals": False,
+            "lookaheads": by_la}
+
+
+def plan_rank(plan: dict) -> tuple:
+    """Plans meeting every dev goal first, then the lower dev median delay."""
+    return (not plan["meets_goals"], plan["dev"]["premature_rate"] > 1.0, plan["dev"]["median_delay"])
 
 
 def run_events(recognizer, endpointer, nlu, records, folder, block=1280):
@@ -259,7 +409,9 @@ def reference_text_cues(records: list[dict], nlu) -> dict:
         if r["pauses"]:
             with_pauses += 1
             after_complete += any(nlu.is_complete(" ".join(words[: p["after_word"]])) for p in r["pauses"])
+    prosody = [r["augmentation"].get("pause_prosody", "separate") for r in records if r["pauses"]]
     return {"utterances": len(records), "with_pauses": with_pauses, "pause_after_complete_prefix": after_complete,
+            "pauses_with_continuing_prosody": sum(p == "continuing" for p in prosody),
             "complete_commands": sum(bool(nlu.is_complete(r["text"])) for r in records)}
 
 
@@ -270,12 +422,15 @@ def main() -> None:
     ap.add_argument("--text-corpus", default="corpora/bench20", help="corpus whose train-split text fits the end-of-sentence model")
     ap.add_argument("--chunk-frames", type=int, default=8, help="decode (and decide) every N 10 ms frames")
     ap.add_argument("--lookahead", type=float, default=None,
-                    help="speculative look-ahead (s); default: of 0.16-0.32 s, those whose speculations on dev come "
-                         "before the end of speech (each a reset later) in at most --reset-target of utterances, the "
-                         "shortest whose dev median lead reaches --lead-target (else the longest of them)")
+                    help="speculative look-ahead (s); default: planned on dev with the final threshold, of 0.16-0.32 s "
+                         "the shortest whose speculations come before the end of speech (each a reset later) in at most "
+                         "--reset-target of utterances and lead the final end by --lead-target at the median")
     ap.add_argument("--lead-target", type=float, default=0.2, help="speculative lead over the final end wanted (s)")
     ap.add_argument("--reset-target", type=float, default=0.04, help="premature speculations allowed on dev")
     ap.add_argument("--premature-target", type=float, default=0.005, help="premature-cut rate allowed on dev")
+    ap.add_argument("--eoq-corpus", default="corpora/endpointing_train",
+                    help="`corpus build --profile endpointing-train` folder the end-of-query detector is fitted on "
+                         "('' for none)")
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--out", default=str(RESULTS / "endpointing_eval"), help="results prefix (.json, .md, .png)")
     ap.add_argument("--endpointer-out", default=None,
@@ -297,10 +452,18 @@ def main() -> None:
     # The speech detector is fitted on the dev streams' encoder frames first; then every stream
     # is observed again with it, so its evidence comes from the stream code the device runs.
     detector, detector_fit = fit_speech_detector(recognizer, nlu, eos, dev, folder)
-    obs_dev = [observe(recognizer, nlu, eos, read_audio(audio_path(r, folder)), detector) for r in dev]
-    obs_test = [observe(recognizer, nlu, eos, read_audio(audio_path(r, folder)), detector) for r in test]
+    eoq, eoq_fit = None, None
+    if args.eoq_corpus:
+        eoq_records = [r for r in read_manifest(args.eoq_corpus) if r["text"] and r["split"] == "train"][: args.limit]
+        eoq, eoq_fit = fit_end_of_query(recognizer, detector, eoq_records, Path(args.eoq_corpus))
+    obs_dev = [observe(recognizer, nlu, eos, read_audio(audio_path(r, folder)), detector, end_of_query=eoq) for r in dev]
+    obs_test = [observe(recognizer, nlu, eos, read_audio(audio_path(r, folder)), detector, end_of_query=eoq)
+                for r in test]
     observe_seconds = time.time() - t0
     detector_fit["frame_accuracy_test"] = detector_accuracy(detector, obs_test, test)
+    if eoq is not None:
+        eoq_fit.update(auc_dev=end_of_query_auc(eoq, dev, obs_dev), auc_test=end_of_query_auc(eoq, test, obs_test))
+        print("end-of-query detector:", eoq_fit, flush=True)
 
     rows = []
     for rec, obs in zip(dev, obs_dev):
@@ -318,47 +481,52 @@ def main() -> None:
             return lambda o: ep.is_end(o, lookahead)
         return learned
 
-    # Two candidates, both fitted on dev frames: all the evidence, and silence alone (how long the
-    # speech detector and the decoder have heard nothing). The one with the lower dev median
-    # delay within the premature-cut target is shipped; both are reported on test.
+    def end_of_query_rule(theta):
+        # silence + theta * log-odds >= s0, as a logistic with a steep slope (10 per second);
+        # the threshold sweep sets s0 (0.2-1.5 s over the sweep).
+        w = dict(bias=-5.0, speech_silence=10.0, end_of_query=10.0 * theta)
+        return [w.get(f, 0.0) for f in FEATURES]
+
+    # Candidates: logistic regressions fitted on dev frames over all the evidence and over
+    # silence alone (how long the speech detector and the decoder have heard nothing), and the
+    # end-of-query rule for several theta. Each is planned on dev (final threshold and
+    # speculative look-ahead, plan_on_dev); the one with the lowest dev median delay among
+    # those meeting every goal on dev is shipped; all are reported on test.
+    fits = [("all evidence", FEATURES, LearnedEndpointer.fit(rows, features=FEATURES)),
+            ("silence only", SILENCE_FEATURES, LearnedEndpointer.fit(rows, features=SILENCE_FEATURES))]
+    if eoq is not None:
+        fits += [(f"silence + end of query (theta {th})", END_OF_QUERY_FEATURES, end_of_query_rule(th))
+                 for th in (0.0, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2)]
+    table = DecisionTable(dev, obs_dev, chunk_seconds, LOOKAHEADS)
+    targets = dict(premature=args.premature_target, resets=args.reset_target, lead=args.lead_target)
+    plans = {name: plan_on_dev(table, weights, thresholds, targets, args.lookahead) for name, _, weights in fits}
+    if eoq is not None:  # of the end-of-query rules, the best plan stands for them all
+        rules = [name for name, _, _ in fits if name.startswith("silence + end of query")]
+        keep = min(rules, key=lambda n: plan_rank(plans[n]))
+        fits = [f for f in fits if f[0] not in rules or f[0] == keep]
     candidates = {}
-    for name, features in (("all evidence", FEATURES), ("silence only", SILENCE_FEATURES)):
-        weights = LearnedEndpointer.fit(rows, features=features)
-        dev_curve = sweep(dev, obs_dev, decider(weights), thresholds, chunk_seconds)
-        ok = [c for c in dev_curve if c["premature_rate"] <= args.premature_target and c["median_delay"] is not None]
-        best = min(ok, key=lambda c: c["median_delay"]) if ok else dev_curve[-1]
+    for name, features, weights in fits:
+        plan = plans[name]
+        at = sweep(test, obs_test, decider(weights), [plan["threshold"]], chunk_seconds)[0]
         test_curve = sweep(test, obs_test, decider(weights), thresholds, chunk_seconds)
-        at = next(c for c in test_curve if c["threshold"] == best["threshold"])
         candidates[name] = {"features": list(features), "weights": dict(zip(FEATURES, weights)),
-                            "threshold": best["threshold"], "dev_at_threshold": best, "test_at_threshold": at,
-                            "test_curve": test_curve, "_weights": weights}
-        print(f"{name}: dev median {best['median_delay']:.3f} s, premature {best['premature_rate']:.1%}; "
+                            "threshold": plan["threshold"], "dev_at_threshold": plan["dev"], "dev_plan": plan,
+                            "test_at_threshold": at, "test_curve": test_curve, "_weights": weights}
+        print(f"{name}: dev median {plan['dev']['median_delay']:.3f} s, premature {plan['dev']['premature_rate']:.1%}, "
+              f"look-ahead {plan['lookahead']} (dev resets {plan['speculation']['premature_rate']:.1%}, lead "
+              f"{plan['speculation']['median_lead'] or 0.0:.2f} s), meets the dev goals: {plan['meets_goals']}; "
               f"test median {at['median_delay']:.3f} s, premature {at['premature_rate']:.1%}", flush=True)
-    chosen = min(candidates, key=lambda n: candidates[n]["dev_at_threshold"]["median_delay"]
-                 if candidates[n]["dev_at_threshold"]["premature_rate"] <= args.premature_target else float("inf"))
+    chosen = min(candidates, key=lambda n: plan_rank(plans[n]))
     weights, best = candidates[chosen]["_weights"], candidates[chosen]["dev_at_threshold"]
+    # The fast decision table must decide as the stream's end-pointer does.
+    slow = sweep(dev, obs_dev, decider(weights), [best["threshold"]], chunk_seconds)[0]
+    assert abs(slow["median_delay"] - best["median_delay"]) < 1e-9 and slow["premature_rate"] == best["premature_rate"]
+    lookahead = plans[chosen]["lookahead"]
     for c in candidates.values():
         del c["_weights"]
-    # The speculative end-pointer is the final one assuming `lookahead` more seconds of silence:
-    # the longer, the earlier it fires, and the more often inside a pause (a reset later).
-    lookaheads = {}
-    final_dev = [decision_time(obs, decider(weights)(best["threshold"]), chunk_seconds) for obs in obs_dev]
-    for la in (0.16, 0.2, 0.24, 0.28, 0.32):
-        spec = [decision_time(obs, decider(weights)(best["threshold"], la), chunk_seconds) for obs in obs_dev]
-        pairs = [(s_, f) for s_, f in zip(spec, final_dev) if s_ is not None and f is not None]
-        lookaheads[la] = {"premature_rate": sum(s_ < r["speech_end"] for s_, r in zip(spec, dev) if s_ is not None) / len(dev),
-                          "median_lead": statistics.median(f - s_ for s_, f in pairs) if pairs else None}
-    lookahead = args.lookahead
-    if lookahead is None:
-        within = [la for la, v in lookaheads.items() if v["premature_rate"] <= args.reset_target]
-        # A longer look-ahead than the lead asked for buys nothing but resets (decisions come
-        # every 80 ms, so several look-aheads give the same lead).
-        leading = [la for la in within if (lookaheads[la]["median_lead"] or 0.0) >= args.lead_target - 1e-9]
-        lookahead = min(leading) if leading else max(within) if within else min(lookaheads)
-    print("speculative look-ahead on dev:", {la: {k: round(v, 3) for k, v in d.items() if v is not None}
-                                            for la, d in lookaheads.items()}, "->", lookahead, flush=True)
     endpointer = LearnedEndpointer(weights, best["threshold"], speculative_lookahead=lookahead, eos=eos,
-                                   speech_detector=detector, decision_frames=args.chunk_frames)
+                                   speech_detector=detector, decision_frames=args.chunk_frames,
+                                   end_of_query=eoq if weights[FEATURES.index("end_of_query")] else None)
     endpointer.save(Path(args.endpointer_out) if args.endpointer_out else Path(args.model) / "endpointer.json")
 
     test_curve = candidates[chosen]["test_curve"]
@@ -373,11 +541,13 @@ def main() -> None:
         "reference_text_cues": reference_text_cues(test, nlu),
         "command": "python benchmarks/endpointing_eval.py --model {} --corpus {} --text-corpus {}{}".format(
             args.model, args.corpus, args.text_corpus,
-            f" --chunk-frames {args.chunk_frames}" if args.chunk_frames != 8 else ""),
+            f" --chunk-frames {args.chunk_frames}" if args.chunk_frames != 8 else "")
+        + (f" --eoq-corpus {args.eoq_corpus}" if args.eoq_corpus != "corpora/endpointing_train" else ""),
         "dev_utterances": len(dev), "test_utterances": len(test), "chunk_seconds": chunk_seconds,
         "speech_detector": detector_fit,
+        "end_of_query_detector": eoq_fit,
         "candidates": candidates, "chosen": chosen,
-        "speculative_lookahead_dev": {str(k): v for k, v in lookaheads.items()}, "speculative_lookahead": lookahead,
+        "dev_plan": plans[chosen], "speculative_lookahead": lookahead,
         "learned": {"weights": dict(zip(FEATURES, weights)), "features": candidates[chosen]["features"],
                     "threshold": best["threshold"], "dev_at_threshold": best,
                     "test": summarize_events(learned_rows, nlu, chunk_seconds)},
@@ -397,10 +567,11 @@ def main() -> None:
 
     fig, ax = plt.subplots(figsize=(6, 4))
     shown_delays = [500.0]
-    for name, curve, style in (("learned: all evidence", candidates["all evidence"]["test_curve"], "o-"),
-                               ("learned: silence only (speech detector + decoder)",
-                                candidates["silence only"]["test_curve"], "^-"),
-                               ("rule: trailing blanks >= s", rule_curve, "s--")):
+    curves = [("learned: all evidence", candidates["all evidence"]["test_curve"], "o-"),
+              ("learned: silence only (speech detector + decoder)", candidates["silence only"]["test_curve"], "^-")]
+    if "silence + end of query" in candidates:
+        curves.append(("silence + end-of-query detector", candidates["silence + end of query"]["test_curve"], "d-"))
+    for name, curve, style in curves + [("rule: trailing blanks >= s", rule_curve, "s--")]:
         pts = [(c["premature_rate"] * 100, c["median_delay"] * 1000) for c in curve if c["median_delay"] is not None]
         ax.plot([p[0] for p in pts], [p[1] for p in pts], style, ms=3, label=name)
         shown_delays += [p[1] for p in pts if p[0] <= 20]
@@ -436,13 +607,21 @@ def main() -> None:
              f"speculation confirmed by the final end-pointer: {L.get('speculative_equals_final', float('nan')):.1%}; "
              f"resets (a later speculation or the final end replaced the one downstream work started on): "
              f"{L.get('reset_rate', float('nan')):.1%} of utterances (at the final end alone: "
-             f"{L.get('final_reset_rate', float('nan')):.1%}); look-ahead {lookahead:.2f} s, of those whose dev "
-             f"speculations came before the end of speech in at most {args.reset_target:.0%} of utterances the shortest "
-             f"with a dev median lead of at least {1000 * args.lead_target:.0f} ms",
+             f"{L.get('final_reset_rate', float('nan')):.1%}); look-ahead {lookahead:.2f} s. Planned on dev: of the "
+             f"final thresholds cutting at most {args.premature_target:.1%} of dev commands early, the quickest for which "
+             f"a look-ahead speculates before the end of speech in at most {args.reset_target:.0%} of them and leads by "
+             f"{1000 * args.lead_target:.0f} ms at the median (the shortest such look-ahead); the candidate with the "
+             f"quickest such plan ships" + ("" if plans[chosen]["meets_goals"] else
+                                             " (none had one: the quickest final end, with the look-ahead closest to "
+                                             "those goals)"),
              f"- on-device understanding takes {L['nlu_ms_median']:.1f} ms (median)",
              f"- speech detector (logistic over encoder frames, fitted on {detector_fit['frames']:,} dev frames): "
              f"frame accuracy {detector_fit['frame_accuracy_dev']:.1%} on dev, {detector_fit['frame_accuracy_test']:.1%} "
              "on test",
+             *([f"- end-of-query detector (logistic over the encoder frames around the last speech before a silence, "
+                f"fitted on {eoq_fit['silences']:,} silences of {eoq_fit['utterances']:,} `{args.eoq_corpus}` "
+                f"utterances): tells the request's end from a pause inside it with AUC {eoq_fit['auc_dev']:.3f} on dev, "
+                f"{eoq_fit['auc_test']:.3f} on test"] if eoq_fit else []),
              "", "End of speech -> intent available, median (a cloud round trip, where assumed, is added after the "
              "on-device understanding; the end-pointing delays are measured):", "",
              "| downstream | without speculation | with speculation | saved |", "|---|---|---|---|"]
@@ -458,8 +637,11 @@ def main() -> None:
               f"What the words could tell, on the reference text: {cues['with_pauses']} of {cues['utterances']} test "
               f"utterances hold a pause; {cues['pause_after_complete_prefix']} of them pause after words that already "
               f"parse as a complete command, and {cues['complete_commands']} whole utterances parse as complete commands. "
-              "Each piece between pauses is synthesized separately, so its end sounds final: the acoustics cannot tell a "
-              "pause from the end, the words can when they are recognized."]
+              f"In {cues['pauses_with_continuing_prosody']} of the {cues['with_pauses']} the command was synthesized "
+              "once with a comma at each pause and cut at the engine's phrase break, so the words before the pause have "
+              "the prosody of a sentence that goes on (as a speaker's do); in the others the engine made no break there "
+              "(festival after 'the', say) and each piece was synthesized alone, ending with a final fall that the "
+              "acoustics cannot tell from the end."]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -178,6 +178,56 @@ def test_endpointing_profile(tmp_path):
             assert f["text"] in ("um", "uh", "er", "hmm") and p["start"] < f["start"] < f["end"] < p["end"]
         burst = r["augmentation"]["trailing_burst"]
         assert r["speech_end"] < burst["start"] < r["duration"]
+    # Pauses with the prosody of a sentence that goes on, wherever the engine made a phrase break.
+    prosody = [r["augmentation"]["pause_prosody"] for r in records]
+    assert set(prosody) <= {"continuing", "separate"} and "continuing" in prosody
     # The added settings leave a training corpus' fingerprint as it was: old corpora resume.
     assert BuildConfig(seed=0).fingerprint() == "00b4aef9d2b2"
     assert BuildConfig(seed=0, hesitation_prob=0.5).fingerprint() != "00b4aef9d2b2"
+
+
+def test_endpointing_train_profile_has_training_material_only(tmp_path):
+    from edgevoice.corpus.builder import ENDPOINTING_PROFILE, ENDPOINTING_TRAIN_PROFILE
+
+    engines_or_fail()
+    assert {k: v for k, v in ENDPOINTING_TRAIN_PROFILE.items() if k != "plan_splits"} == \
+        {k: v for k, v in ENDPOINTING_PROFILE.items() if k != "plan_splits"}
+    config = BuildConfig(hours=30 / 3600, seed=6, sources=["home_assistant"], **ENDPOINTING_TRAIN_PROFILE)
+    build_corpus(config, tmp_path / "ept", jobs=1, progress=False)
+    records = read_manifest(tmp_path / "ept")
+    assert records and {r["split"] for r in records} == {"train"}
+
+
+def _tone(seconds, rate=16000):
+    t = np.arange(int(seconds * rate)) / rate
+    return (0.3 * np.sin(2 * np.pi * 150 * t)).astype(np.float32)
+
+
+def test_phrase_breaks_cut_one_synthesis_into_its_pieces():
+    from edgevoice.corpus.builder import split_at_phrase_breaks
+
+    gap = lambda s: np.zeros(int(s * 16000), np.float32)  # noqa: E731
+    # "aaaa bbbbbbbb, cccc": two words, a stop closure (50 ms, too short), a phrase break (200 ms).
+    audio = np.concatenate([gap(0.1), _tone(0.4), gap(0.05), _tone(0.8), gap(0.2), _tone(0.6), gap(0.1)])
+    pieces = split_at_phrase_breaks(audio, [13, 4])
+    assert pieces is not None and len(pieces) == 2
+    assert abs(len(pieces[0]) / 16000 - 1.25) < 0.05 and abs(len(pieces[1]) / 16000 - 0.6) < 0.05
+    # No break where the text puts one (a break at a third of the way, the text says two thirds): none.
+    assert split_at_phrase_breaks(audio, [4, 13]) is None
+    # No break at all: none.
+    assert split_at_phrase_breaks(_tone(1.5), [5, 5]) is None
+
+
+def test_a_comma_gives_the_engines_a_phrase_break_that_goes_on():
+    from edgevoice.corpus.builder import split_at_phrase_breaks
+    from edgevoice.corpus.tts import Synthesizer, voices_for_split
+
+    engines_or_fail()
+    voices = {v.engine: v for v in voices_for_split("train")}
+    with Synthesizer() as synth:
+        for engine in ("espeak", "flite", "festival"):
+            audio = synth.synthesize("turn up the volume, in the closet", voices[engine])
+            pieces = split_at_phrase_breaks(audio, [len("turn up the volume"), len("in the closet")])
+            assert pieces is not None and len(pieces) == 2, engine
+        with pytest.raises(Exception, match="commas between them"):
+            synth.synthesize("turn up,, the volume", voices["espeak"])

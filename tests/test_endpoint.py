@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from edgevoice.audio.io import read_audio
-from edgevoice.device.endpoint import (FEATURES, SILENCE_FEATURES, EndOfSentenceModel, FrameObservation,
+from edgevoice.device.endpoint import (END_OF_QUERY_FEATURES, FEATURES, SILENCE_FEATURES, EndOfQueryDetector,
+                                       EndOfSentenceModel, FrameObservation,
                                        LearnedEndpointer, RuleEndpointer, SpeechDetector, feature_vector)
 from edgevoice.device.recognizer import Recognizer
 from edgevoice.device.speculation import SpeculativeRunner
@@ -129,7 +130,7 @@ def test_speculative_work_is_cancelled_on_reset(recognizer, speech):
 
 
 def test_endless_streams_keep_bounded_memory(recognizer, speech):
-    never = LearnedEndpointer([-50.0] + [0.0] * 9, threshold=0.99, max_utterance=1e9)  # never ends
+    never = LearnedEndpointer([-50.0] + [0.0] * (len(FEATURES) - 1), threshold=0.99, max_utterance=1e9)  # never ends
     stream = recognizer.create_stream(never)
     noise = silence(10.0, level=3e-3)
     tracemalloc.start()
@@ -193,7 +194,7 @@ def _speech_mask(times, start, end):
 
 
 def test_speech_detector_is_fitted_on_encoder_frames_and_tracked_by_the_stream(recognizer, speech, tmp_path):
-    never = LearnedEndpointer([-50.0] + [0.0] * 9, threshold=0.99, max_utterance=1e9)
+    never = LearnedEndpointer([-50.0] + [0.0] * (len(FEATURES) - 1), threshold=0.99, max_utterance=1e9)
     xs, ys = [], []
     for i in (0, 1):  # fit on two utterances placed after a second of near-silence
         audio = np.concatenate([silence(1.0, seed=i), speech[i], silence(2.0, seed=i + 5)])
@@ -205,7 +206,7 @@ def test_speech_detector_is_fitted_on_encoder_frames_and_tracked_by_the_stream(r
     detector = SpeechDetector.fit(np.concatenate(xs), np.concatenate(ys))
 
     # A third utterance, unseen: the stream reports how long the detector has heard no speech.
-    ep = LearnedEndpointer([-50.0] + [0.0] * 9, threshold=0.99, max_utterance=1e9, speech_detector=detector)
+    ep = LearnedEndpointer([-50.0] + [0.0] * (len(FEATURES) - 1), threshold=0.99, max_utterance=1e9, speech_detector=detector)
     audio = np.concatenate([silence(1.0, seed=9), speech[2], silence(2.0, seed=10)])
     obs = _observe(recognizer, audio, ep).observations
     end = 1.0 + len(speech[2]) / 16000 - 0.4
@@ -254,7 +255,7 @@ def test_silence_only_endpointer_ends_after_the_detector_hears_nothing():
 def test_a_speech_detector_for_another_encoder_is_refused(recognizer):
     width = recognizer.model.joiner_dim + 3
     detector = SpeechDetector(np.zeros(width + 2), np.zeros(width + 2), np.ones(width + 2))
-    ep = LearnedEndpointer([0.0] * 10, speech_detector=detector)
+    ep = LearnedEndpointer([0.0] * len(FEATURES), speech_detector=detector)
     with pytest.raises(ConfigError, match="speech detector reads"):
         recognizer.create_stream(ep)
 
@@ -284,3 +285,78 @@ def test_a_stream_decides_as_often_as_its_endpointer_was_tuned(exported, speech,
     (tmp_path / "bad.json").write_text(json.dumps(data))
     with pytest.raises(ModelError, match="decision_frames"):
         LearnedEndpointer.load(tmp_path / "bad.json")
+
+
+def test_end_of_query_detector_pools_the_frames_around_the_last_speech(tmp_path):
+    rng = np.random.default_rng(0)
+    dim = 6
+    # Ends: the last speech frames lean one way along the first encoder dimension; pauses the other.
+    def silence_start(ended):
+        frames = rng.standard_normal((8, dim)).astype(np.float32)
+        frames[:5, 0] += 1.5 if ended else -1.5
+        return EndOfQueryDetector.inputs(frames)
+    y = rng.random(400) < 0.5
+    eoq = EndOfQueryDetector.fit(np.stack([silence_start(e) for e in y]), y.astype(int))
+    assert eoq.input_dim == dim
+    right = [(eoq.log_odds_of_inputs(silence_start(e)) > 0) == e for e in (True, False) * 50]
+    assert np.mean(right) > 0.9
+    # Fewer frames than the windows at a stream's start: the missing ones are the oldest.
+    early = EndOfQueryDetector.inputs(np.ones((3, dim), np.float32))
+    np.testing.assert_array_equal(early[:dim], 0.0)
+    np.testing.assert_array_equal(early[dim:], 1.0)
+    assert abs(eoq.log_odds(np.full((8, dim), 1e6, np.float32))) == EndOfQueryDetector.MAX_LOG_ODDS
+    with pytest.raises(ModelError, match="expects 6-dim"):
+        eoq.log_odds(np.zeros((8, dim + 1), np.float32))
+    with pytest.raises(ValueError, match="both kinds"):
+        EndOfQueryDetector.fit(np.zeros((4, 2 * dim)), np.ones(4))
+
+    # In the end-pointer: the likelier an end, the shorter the silence it waits for.
+    w = dict(bias=-5.0, speech_silence=10.0, end_of_query=10.0 * 0.1)
+    ep = LearnedEndpointer([w.get(f, 0.0) for f in FEATURES], 0.5, end_of_query=eoq)
+    at = lambda s, q: FrameObservation(3.0, 2.0, 4, 0.9, 2.0, "x", speech_silence=s, end_of_query=q)  # noqa: E731
+    assert ep.is_end(at(0.3, 3.0)) and not ep.is_end(at(0.3, -3.0)) and ep.is_end(at(0.9, -3.0))
+    assert set(END_OF_QUERY_FEATURES) == {f for f, v in zip(FEATURES, ep.weights) if v}
+    ep.save(tmp_path / "ep.json")
+    again = LearnedEndpointer.load(tmp_path / "ep.json")
+    assert again.end_of_query.log_odds(np.ones((8, dim))) == pytest.approx(eoq.log_odds(np.ones((8, dim))), rel=1e-5)
+    data = json.loads((tmp_path / "ep.json").read_text())
+    data["end_of_query"]["weights"] = data["end_of_query"]["weights"][:-2]
+    (tmp_path / "broken.json").write_text(json.dumps(data))
+    with pytest.raises(ModelError, match="end-of-query detector"):
+        LearnedEndpointer.load(tmp_path / "broken.json")
+
+    # A file from before the end-of-query feature (version 2, ten features) still loads.
+    old = dict(json.loads((tmp_path / "ep.json").read_text()), version=2, end_of_query=None)
+    old["features"], old["weights"] = old["features"][:10], old["weights"][:10]
+    (tmp_path / "v2.json").write_text(json.dumps(old))
+    v2 = LearnedEndpointer.load(tmp_path / "v2.json")
+    assert v2.end_of_query is None and len(v2.weights) == len(FEATURES) and v2.weights[-1] == 0.0
+
+
+def test_the_stream_scores_each_silence_once_with_the_end_of_query_detector(recognizer, speech):
+    width = recognizer.model.joiner_dim
+    silent = lambda: np.concatenate([silence(1.0, seed=3), speech[1], silence(1.5, seed=4)])  # noqa: E731
+    # A speech detector that hears speech exactly where there is energy above the noise.
+    probe = _observe(recognizer, silent(), LearnedEndpointer([-50.0] + [0.0] * (len(FEATURES) - 1), 0.99,
+                                                             max_utterance=1e9))
+    enc = np.concatenate(probe.observed_encoder_frames)
+    truth = _speech_mask([o.time for o in probe.observations], 1.1, 1.0 + len(speech[1]) / 16000 - 0.4)
+    detector = SpeechDetector.fit(SpeechDetector.inputs(enc, [o.blank_prob for o in probe.observations]), truth)
+    # An end-of-query detector whose log-odds are the mean of the first encoder dimension.
+    weights = np.zeros(2 * width + 1)
+    weights[0] = weights[width] = 0.5
+    eoq = EndOfQueryDetector(weights, np.zeros(2 * width + 1), np.ones(2 * width + 1))
+    ep = LearnedEndpointer([-50.0] + [0.0] * (len(FEATURES) - 1), 0.99, max_utterance=1e9, speech_detector=detector,
+                           end_of_query=eoq)
+    obs = _observe(recognizer, silent(), ep).observations
+    assert all(o.end_of_query == 0.0 for o in obs if o.speech_silence == 0.0)
+    last_speech = max(o.time for o in obs if o.speech_silence == 0.0)
+    # Two frames into the final silence it is scored from the eight frames before, and kept.
+    scored = [o for o in obs if o.time > last_speech + 0.07]
+    i = next(k for k, o in enumerate(obs) if o.time > last_speech + 0.07)
+    expected = eoq.log_odds(enc[i - 7 : i + 1])
+    assert expected != 0.0
+    assert all(o.end_of_query == pytest.approx(expected, rel=1e-4) for o in scored)
+    bad = EndOfQueryDetector(np.zeros(2 * width + 3), np.zeros(2 * width + 3), np.ones(2 * width + 3))
+    with pytest.raises(ConfigError, match="end-of-query detector reads"):
+        recognizer.create_stream(LearnedEndpointer([0.0] * len(FEATURES), speech_detector=detector, end_of_query=bad))

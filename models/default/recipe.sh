@@ -91,6 +91,7 @@ $EV context word-stats --corpus corpora/bench20 --out models/default/word_contex
 # Measure (each writes benchmarks/results/*.json + .md; the end-pointing run also fits
 # models/default/endpointer.json on the end-pointing set's dev split).
 $EV corpus build --out corpora/endpointing --hours 1.0 --seed 5 --profile endpointing
+$EV corpus build --out corpora/endpointing_train --hours 3 --seed 6 --profile endpointing-train   # end-of-query detector
 .venv/bin/python benchmarks/recognizer_eval.py --model models/default --corpus corpora/bench20
 .venv/bin/python benchmarks/device_eval.py --model models/default --corpus corpora/bench20
 .venv/bin/python benchmarks/endpointing_eval.py --model models/default --corpus corpora/endpointing --text-corpus corpora/bench20

@@ -34,14 +34,17 @@ def corpus_build(
     jobs: Optional[int] = typer.Option(None, "--jobs", help="Worker processes (default: all cores)."),
     profile: str = typer.Option("training", "--profile", help="training (default); endpointing: the end-pointing "
                                 "evaluation set (pauses, hesitations, long trailing silence and noise; dev and test only); "
+                                "endpointing-train: the same with training voices and sentences; "
                                 "biasing: the context-biasing set (held-out rare names, bias lists of 10/100/1000; dev and test)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Synthesize a labelled many-voice corpus; re-running finishes what is missing."""
-    from edgevoice.corpus.builder import BIASING_PROFILE, DEFAULT_SOURCES, ENDPOINTING_PROFILE, BuildConfig, build_corpus
+    from edgevoice.corpus.builder import (BIASING_PROFILE, DEFAULT_SOURCES, ENDPOINTING_PROFILE, ENDPOINTING_TRAIN_PROFILE,
+                                         BuildConfig, build_corpus)
 
     try:
-        profiles = {"training": {}, "endpointing": ENDPOINTING_PROFILE, "biasing": BIASING_PROFILE}
+        profiles = {"training": {}, "endpointing": ENDPOINTING_PROFILE, "endpointing-train": ENDPOINTING_TRAIN_PROFILE,
+                    "biasing": BIASING_PROFILE}
         if profile not in profiles:
             raise EdgevoiceError(f"unknown profile {profile!r}; choose from {', '.join(profiles)}")
         settings = dict(profiles[profile])

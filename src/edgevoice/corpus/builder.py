@@ -53,7 +53,10 @@ FILLERS = ("um", "uh", "er", "hmm")
 # natural places, hesitations inside them, long and varied trailing silence with the
 # noise running on and sometimes a burst after the command; dev (tuning) and test only.
 ENDPOINTING_PROFILE = {"pause_prob": 0.6, "hesitation_prob": 0.4, "trail_silence": (2.5, 4.0),
-                       "trailing_burst_prob": 0.2, "plan_splits": {"train": 0.0, "dev": 0.5, "test": 0.5}}
+                       "trailing_burst_prob": 0.2, "continuing_pauses": True, "plan_splits": {"train": 0.0, "dev": 0.5, "test": 0.5}}
+# `--profile endpointing-train`: the same material with training voices and sentences only,
+# to fit what tells a pause from the end (the acoustic end-of-query classifier).
+ENDPOINTING_TRAIN_PROFILE = {**ENDPOINTING_PROFILE, "plan_splits": {"train": 1.0, "dev": 0.0, "test": 0.0}}
 
 DEFAULT_SOURCES = ("home_assistant", "assistant", "slurp_lm", "hwu64", "snips", "slurp_devel")
 # `corpus build --profile biasing`: the context-biasing evaluation set. Half the utterances
@@ -90,6 +93,10 @@ class BuildConfig:
     # End-pointing material (off in training corpora; see ENDPOINTING_PROFILE):
     hesitation_prob: float = 0.0  # per pause: a filler ("um", "uh") spoken inside it
     trailing_burst_prob: float = 0.0  # a short non-speech noise burst after the command
+    # Pauses with the prosody of a sentence that goes on: the command is synthesized once,
+    # with a comma at each pause, and cut at the engine's phrase breaks (else each piece is
+    # synthesized alone and ends with a sentence-final fall, which no speaker makes mid-request).
+    continuing_pauses: bool = False
     # Shares of utterances per split, if not split_fractions (which also assigns sentences
     # and voices to splits, and so stays the same for sets that must share those splits).
     plan_splits: dict | None = None
@@ -97,7 +104,8 @@ class BuildConfig:
 
     # Settings added after corpora were built; at their defaults they leave the fingerprint
     # (and every random draw) as it was, so older corpora still resume.
-    _LATER_FIELDS = {"hesitation_prob": 0.0, "trailing_burst_prob": 0.0, "plan_splits": None, "bias_list_sizes": None}
+    _LATER_FIELDS = {"hesitation_prob": 0.0, "trailing_burst_prob": 0.0, "plan_splits": None, "bias_list_sizes": None,
+                     "continuing_pauses": False}
 
     def validate(self) -> "BuildConfig":
         if not self.hours > 0:
@@ -257,6 +265,7 @@ class UtteranceSpec:
     eq_db: list[float] | None  # microphone colouring, gains at augment.EQ_BANDS_HZ
     fillers: list[str | None] = field(default_factory=list)  # per pause: a hesitation spoken inside it
     trailing_burst: dict | None = None  # {"delay", "duration", "kind"} of a noise burst after the command
+    continuing_pauses: bool = False  # BuildConfig.continuing_pauses
 
 
 def _voices_by_split() -> dict[str, dict[str, dict[str, list[Voice]]]]:
@@ -320,6 +329,7 @@ class Planner:
             burst = {"delay": round(float(rng.uniform(0.2, 1.2)), 3), "duration": round(float(rng.uniform(0.05, 0.3)), 3),
                      "kind": str(("white", "pink", "brown")[rng.integers(3)])}
         return UtteranceSpec(
+            continuing_pauses=c.continuing_pauses,
             fillers=fillers,
             trailing_burst=burst,
             index=index,
@@ -367,13 +377,68 @@ def _speak(synth: Synthesizer, text: str, spec: UtteranceSpec, rng: np.random.Ge
     return audio
 
 
+# A phrase break the engines leave at a comma (80-270 ms of near-silence here); the closures of stops
+# inside words are rarely as long, and the breaks must also fall where the text puts them.
+MIN_PHRASE_BREAK = 0.08
+
+
+def split_at_phrase_breaks(audio: np.ndarray, piece_chars: list[int], rate: int = SAMPLE_RATE,
+                           tolerance: float = 0.2) -> list[np.ndarray] | None:
+    """Cut one synthesis of "piece one, piece two, ..." into its pieces at the phrase breaks
+    (the longest silences inside the speech, at least MIN_PHRASE_BREAK), each break within
+    `tolerance` of where the pieces' character counts put it. None when they cannot be found."""
+    start, end = augment.speech_bounds(audio, rate)
+    hop = rate // 100
+    n = (end - start) // hop
+    if len(piece_chars) < 2 or n < 10:
+        return None
+    frames = audio[start : start + n * hop].astype(np.float64).reshape(n, hop)
+    energy = 10.0 * np.log10(np.mean(frames**2, axis=1) + 1e-12)
+    quiet = energy < energy.max() - 35.0
+    runs, run_start = [], None
+    for i, q in enumerate(quiet):
+        if q and run_start is None:
+            run_start = i
+        elif not q and run_start is not None:
+            if i - run_start >= MIN_PHRASE_BREAK * 100:
+                runs.append((run_start, i))
+            run_start = None
+    breaks = len(piece_chars) - 1
+    if len(runs) < breaks:
+        return None
+    chosen = sorted(sorted(runs, key=lambda r: r[0] - r[1])[:breaks])
+    expected = np.cumsum(piece_chars)[:-1] / sum(piece_chars)
+    if any(abs((a + b) / 2 / n - e) > tolerance for (a, b), e in zip(chosen, expected)):
+        return None
+    cuts = [0] + [x for a, b in chosen for x in (a, b)] + [n]
+    pieces = [augment.trim(audio[start + a * hop : start + b * hop], rate) for a, b in zip(cuts[::2], cuts[1::2])]
+    return pieces if all(len(p) >= rate // 50 for p in pieces) else None
+
+
+def _speak_command(synth: Synthesizer, words: list[str], bounds: list[int], spec: UtteranceSpec,
+                   rng: np.random.Generator) -> tuple[list[np.ndarray], str]:
+    """The command's pieces between pauses, and how they were made ("continuing": one
+    synthesis cut at its phrase breaks; "separate": each piece alone)."""
+    texts = [" ".join(words[a:b]) for a, b in zip(bounds, bounds[1:])]
+    if spec.continuing_pauses and len(texts) > 1:
+        spoken = [tts_text(t) for t in texts]
+        audio = synth.synthesize(", ".join(spoken), spec.voice, spec.tempo, spec.pitch_shift,
+                                 whisper=spec.whisper == "espeak")
+        pieces = split_at_phrase_breaks(audio, [len(t) for t in spoken])
+        if pieces is not None:
+            if spec.whisper == "lpc":
+                pieces = [augment.whisperize(p, rng) for p in pieces]
+            return pieces, "continuing"
+    return [_speak(synth, t, spec, rng) for t in texts], "separate"
+
+
 def render(spec: UtteranceSpec, synth: Synthesizer, banks: Banks, seed: int) -> tuple[np.ndarray, dict]:
     """Synthesize and augment one utterance; return (16 kHz audio, manifest record)."""
     rng = np.random.default_rng([seed, spec.index, 1])
     words = spec.sentence.words
     offset = len(spec.wake_word.split()) if spec.wake_word else 0
     bounds = [0] + spec.pause_before + [len(words)]
-    pieces = [_speak(synth, " ".join(words[a:b]), spec, rng) for a, b in zip(bounds, bounds[1:])]
+    pieces, pause_prosody = _speak_command(synth, words, bounds, spec, rng)
     wake = _speak(synth, spec.wake_word, spec, rng) if spec.wake_word else None
     fillers = [_speak(synth, f, spec, rng) if f else None for f in spec.fillers] or None
     layout = lay_out(
@@ -406,6 +471,8 @@ def render(spec: UtteranceSpec, synth: Synthesizer, banks: Banks, seed: int) -> 
                  "rir": None, "gain_db": spec.gain_db, "channel": spec.channel, "eq_db": spec.eq_db}
     if spec.whisper:
         aug["whisper_method"] = spec.whisper
+    if spec.pause_before and spec.continuing_pauses:
+        aug["pause_prosody"] = pause_prosody
     if spec.trailing_burst:
         aug["trailing_burst"] = {"start": round(s1 / SAMPLE_RATE + spec.trailing_burst["delay"], 3),
                                  "duration": spec.trailing_burst["duration"], "kind": spec.trailing_burst["kind"]}

@@ -175,8 +175,10 @@ def require_program(program: str, package: str) -> str:
 
 
 def _check_text(text: str) -> None:
-    if not text or not re.fullmatch(r"[a-z' ]+", text):
-        raise VoiceError(f"TTS input must be non-empty spoken-form text (lowercase words), got {text!r}")
+    # Commas only between words: where a phrase break (a pause that goes on) is wanted.
+    if not text or not re.fullmatch(r"[a-z' ]+(, [a-z' ]+)*", text):
+        raise VoiceError(f"TTS input must be non-empty spoken-form text (lowercase words, commas between them), "
+                         f"got {text!r}")
 
 
 class Synthesizer:

@@ -16,7 +16,10 @@ Evidence per encoder frame (40 ms), gathered by the stream:
   noise bursts and quiet, telephone or whispered speech that fool an energy threshold);
 - the partial hypothesis: does it already parse as a complete command (template NLU),
   and how likely a sentence ends after its last words (a word n-gram end-of-sentence
-  model from the training text).
+  model from the training text);
+- how the speech before the silence ended (EndOfQueryDetector: a logistic model over the
+  encoder frames around the last speech, fitted on end-pointing training material, where
+  pauses have the prosody of a sentence that goes on): does it sound like a last word?
 
 `RuleEndpointer` is the usual baseline (sherpa-onnx's rules: 2.4 s of trailing silence
 with nothing decoded, 1.2 s after speech, 20 s at most). `LearnedEndpointer` is a
@@ -47,6 +50,7 @@ class FrameObservation:
     eos_prob: float = 0.0
     complete: bool = False  # the hypothesis parses as a whole command
     speech_silence: float | None = None  # seconds since the speech detector last heard speech (None: no detector)
+    end_of_query: float = 0.0  # log-odds that the speech before this silence ended the request (0: no detector, or speech)
 
 
 def fit_balanced_logistic(x: np.ndarray, y: np.ndarray, l2: float, steps: int, lr: float) -> np.ndarray:
@@ -58,6 +62,19 @@ def fit_balanced_logistic(x: np.ndarray, y: np.ndarray, l2: float, steps: int, l
         p = 1 / (1 + np.exp(-np.clip(x @ w, -50, 50)))
         w -= lr * (x.T @ ((p - y) * sample_w) / len(y) + l2 * w)
     return w
+
+
+def fit_standardized_logistic(x, y, l2: float, steps: int, lr: float,
+                              need: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(weights, mean, std) of a class-balanced logistic regression over standardized inputs;
+    the bias is the last weight (its mean 0, std 1). `need` names the two classes wanted."""
+    x = np.asarray(x, np.float64)
+    y = np.asarray(y, np.float64)
+    if len(x) != len(y) or not 0 < y.mean() < 1:
+        raise ValueError(f"need {need}")
+    mean, std = x.mean(0), x.std(0) + 1e-6
+    xs = np.concatenate([(x - mean) / std, np.ones((len(x), 1))], axis=1)
+    return fit_balanced_logistic(xs, y, l2, steps, lr), np.append(mean, 0.0), np.append(std, 1.0)
 
 
 # Mean log-mel energy below which a frame is silent whatever the detector says: about
@@ -108,14 +125,8 @@ class SpeechDetector:
     @staticmethod
     def fit(x: np.ndarray, y: np.ndarray, l2: float = 1e-3, steps: int = 400, lr: float = 1.0) -> "SpeechDetector":
         """x: SpeechDetector.inputs rows; y: 1 for speech frames. Class-balanced, full-batch."""
-        x = np.asarray(x, np.float64)
-        y = np.asarray(y, np.float64)
-        if len(x) != len(y) or not 0 < y.mean() < 1:
-            raise ValueError("need frames of both speech and non-speech, one label per frame")
-        mean, std = x.mean(0), x.std(0) + 1e-6
-        xs = np.concatenate([(x - mean) / std, np.ones((len(x), 1))], axis=1)
-        w = fit_balanced_logistic(xs, y, l2, steps, lr)
-        return SpeechDetector(w, np.append(mean, 0.0), np.append(std, 1.0))
+        return SpeechDetector(*fit_standardized_logistic(
+            x, y, l2, steps, lr, "frames of both speech and non-speech, one label per frame"))
 
     def to_dict(self) -> dict:
         return {"weights": self.weights.tolist(), "mean": self.mean.tolist(), "std": self.std.tolist(),
@@ -124,6 +135,74 @@ class SpeechDetector:
     @staticmethod
     def from_dict(d: dict) -> "SpeechDetector":
         return SpeechDetector(d["weights"], d["mean"], d["std"], d.get("threshold", 0.5))
+
+
+class EndOfQueryDetector:
+    """Log-odds that a silence follows the last words of the request rather than a pause
+    inside it, from how the speech before it sounded: the encoder frames of the 0.24 s
+    before the last frame the speech detector heard speech (its first window) and of the
+    0.16 s around it (the second), each averaged. Decided once per silence, WINDOW_FRAMES
+    after its start (the second window's end). Logistic regression, standardized with the
+    fitting data's statistics."""
+
+    # Encoder frames (40 ms) in each window, oldest first; the last speech frame is the
+    # fifth of the eight, so the score is ready two frames (80 ms) into the silence.
+    WINDOWS = ((0, 4), (4, 8))
+    WINDOW_FRAMES = 8
+    FRAMES_AFTER_SPEECH = 2
+    MAX_LOG_ODDS = 10.0
+
+    def __init__(self, weights, mean, std):
+        self.weights = np.asarray(weights, np.float32)
+        self.mean = np.asarray(mean, np.float32)
+        self.std = np.asarray(std, np.float32)
+        if not (self.weights.shape == self.mean.shape == self.std.shape and self.weights.ndim == 1):
+            raise ModelError("end-of-query detector: weights, mean and std must be vectors of one length")
+        if not (np.isfinite(self.weights).all() and (self.std > 0).all()):
+            raise ModelError("end-of-query detector: weights must be finite and std positive")
+        if (len(self.weights) - 1) % len(self.WINDOWS):
+            raise ModelError(f"end-of-query detector: {len(self.weights)} weights do not cover {len(self.WINDOWS)} windows")
+
+    @property
+    def input_dim(self) -> int:
+        """Width of the encoder frames it reads."""
+        return (len(self.weights) - 1) // len(self.WINDOWS)
+
+    @classmethod
+    def inputs(cls, recent_frames: np.ndarray) -> np.ndarray:
+        """The pooled windows of the last WINDOW_FRAMES encoder frames (fewer at a stream's
+        start: a window with none is zeros)."""
+        frames = np.asarray(recent_frames, np.float32)[-cls.WINDOW_FRAMES :]
+        missing = cls.WINDOW_FRAMES - len(frames)
+        pooled = []
+        for a, b in cls.WINDOWS:
+            part = frames[max(0, a - missing) : max(0, b - missing)]
+            pooled.append(part.mean(axis=0) if len(part) else np.zeros(frames.shape[1], np.float32))
+        return np.concatenate(pooled)
+
+    def log_odds(self, recent_frames: np.ndarray) -> float:
+        return self.log_odds_of_inputs(self.inputs(recent_frames))
+
+    def log_odds_of_inputs(self, x: np.ndarray) -> float:
+        if len(x) != len(self.weights) - 1:
+            raise ModelError(f"end-of-query detector expects {self.input_dim}-dim encoder frames, "
+                             f"got {len(x) // len(self.WINDOWS)}")
+        z = float(((x - self.mean[:-1]) / self.std[:-1]) @ self.weights[:-1] + self.weights[-1])
+        return max(-self.MAX_LOG_ODDS, min(self.MAX_LOG_ODDS, z))
+
+    @staticmethod
+    def fit(x: np.ndarray, y: np.ndarray, l2: float = 1e-3, steps: int = 1500, lr: float = 0.3) -> "EndOfQueryDetector":
+        """x: EndOfQueryDetector.inputs rows, one per silence; y: 1 where it followed the
+        request's last words. Class-balanced, full-batch."""
+        return EndOfQueryDetector(*fit_standardized_logistic(
+            x, y, l2, steps, lr, "silences of both kinds (pauses and ends), one label per silence"))
+
+    def to_dict(self) -> dict:
+        return {"weights": self.weights.tolist(), "mean": self.mean.tolist(), "std": self.std.tolist()}
+
+    @staticmethod
+    def from_dict(d: dict) -> "EndOfQueryDetector":
+        return EndOfQueryDetector(d["weights"], d["mean"], d["std"])
 
 
 class AcousticActivity:
@@ -202,9 +281,12 @@ class RuleEndpointer:
 
 
 FEATURES = ("bias", "speech_silence", "min_silence", "trailing_blank", "acoustic_silence", "eos_prob", "complete",
-            "blank_prob", "eos_x_silence", "complete_x_silence")
+            "blank_prob", "eos_x_silence", "complete_x_silence", "end_of_query")
 # The subset that asks only how long the speech detector (and the decoder) have heard nothing.
 SILENCE_FEATURES = ("bias", "speech_silence", "min_silence")
+# Silence, and how the speech before it ended: a rule "silence + theta * end_of_query >= s0"
+# (the likelier an end, the shorter the wait), theta searched on dev.
+END_OF_QUERY_FEATURES = ("bias", "speech_silence", "end_of_query")
 
 
 def feature_vector(obs: FrameObservation, lookahead: float = 0.0) -> np.ndarray:
@@ -214,7 +296,7 @@ def feature_vector(obs: FrameObservation, lookahead: float = 0.0) -> np.ndarray:
     ss = min(obs.speech_silence + lookahead, 3.0) if obs.speech_silence is not None else min(tb, ac)
     ms = min(ss, tb)
     return np.array([1.0, ss, ms, tb, ac, obs.eos_prob, float(obs.complete), obs.blank_prob,
-                     obs.eos_prob * ss, float(obs.complete) * ss], np.float64)
+                     obs.eos_prob * ss, float(obs.complete) * ss, obs.end_of_query], np.float64)
 
 
 @dataclass
@@ -229,6 +311,7 @@ class LearnedEndpointer:
     # in chunks of this size (decisions come only when a chunk is decoded; the model's own
     # chunk, 320 ms, would delay them and leave the speculative one no lead). None: the model's.
     decision_frames: int | None = 8
+    end_of_query: EndOfQueryDetector | None = field(default=None, repr=False)
 
     def probability(self, obs: FrameObservation, lookahead: float = 0.0) -> float:
         z = float(feature_vector(obs, lookahead) @ np.asarray(self.weights))
@@ -254,28 +337,33 @@ class LearnedEndpointer:
         return fit_balanced_logistic(X, y, l2, steps, lr).tolist()
 
     def save(self, path: str | Path) -> None:
-        data = {"format": "edgevoice-endpointer", "version": 2, "features": list(FEATURES),
+        data = {"format": "edgevoice-endpointer", "version": 3, "features": list(FEATURES),
                 "weights": self.weights, "threshold": self.threshold, "speculative_lookahead": self.speculative_lookahead,
                 "max_utterance": self.max_utterance, "decision_frames": self.decision_frames,
                 "eos": {"prior": self.eos.prior, "counts": self.eos.counts} if self.eos else None,
-                "speech_detector": self.speech_detector.to_dict() if self.speech_detector else None}
+                "speech_detector": self.speech_detector.to_dict() if self.speech_detector else None,
+                "end_of_query": self.end_of_query.to_dict() if self.end_of_query else None}
         Path(path).write_text(json.dumps(data))
 
     @staticmethod
     def load(path: str | Path) -> "LearnedEndpointer":
         try:
             data = json.loads(Path(path).read_text())
-            if data.get("format") != "edgevoice-endpointer" or data.get("features") != list(FEATURES):
+            features = data.get("features") if isinstance(data, dict) else None
+            # Files of earlier versions know a prefix of today's features; the rest weigh nothing.
+            if data.get("format") != "edgevoice-endpointer" or not isinstance(features, list) or \
+                    not features or features != list(FEATURES[: len(features)]):
                 raise ValueError("not an edgevoice end-pointer of this version")
-            if len(data["weights"]) != len(FEATURES):
-                raise ValueError(f"{len(data['weights'])} weights for {len(FEATURES)} features")
+            if not isinstance(data["weights"], list) or len(data["weights"]) != len(features):
+                raise ValueError(f"{len(data['weights'])} weights for {len(features)} features")
+            weights = list(map(float, data["weights"])) + [0.0] * (len(FEATURES) - len(features))
             eos = EndOfSentenceModel(data["eos"]["counts"], data["eos"]["prior"]) if data.get("eos") else None
             detector = SpeechDetector.from_dict(data["speech_detector"]) if data.get("speech_detector") else None
             frames = data.get("decision_frames", 8)  # files before the field were all tuned at 8
             if frames is not None and (not isinstance(frames, int) or frames <= 0):
                 raise ValueError(f"decision_frames must be a positive number of frames, got {frames!r}")
-            return LearnedEndpointer(list(map(float, data["weights"])), float(data["threshold"]),
-                                     float(data["speculative_lookahead"]), float(data["max_utterance"]), eos, detector,
-                                     frames)
+            end_of_query = EndOfQueryDetector.from_dict(data["end_of_query"]) if data.get("end_of_query") else None
+            return LearnedEndpointer(weights, float(data["threshold"]), float(data["speculative_lookahead"]),
+                                     float(data["max_utterance"]), eos, detector, frames, end_of_query)
         except (OSError, ValueError, KeyError, TypeError, ModelError) as exc:
             raise ModelError(f"cannot load the end-pointer {path}: {exc}") from exc

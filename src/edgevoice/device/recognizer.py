@@ -23,7 +23,8 @@ import numpy as np
 
 from edgevoice.audio.features import FeatureConfig, StreamingFbank
 from edgevoice.audio.io import SAMPLE_RATE
-from edgevoice.device.endpoint import AcousticActivity, FrameObservation, LearnedEndpointer, RuleEndpointer
+from edgevoice.device.endpoint import (AcousticActivity, EndOfQueryDetector, FrameObservation, LearnedEndpointer,
+                                       RuleEndpointer)
 from edgevoice.device.context import ContextGraph
 from edgevoice.device.lattice import Lattice
 from edgevoice.device.model_dir import load_model_directory
@@ -145,6 +146,11 @@ class Recognizer:
         if frames is not None and (frames <= 0 or frames % self.model.model_dir.metadata["subsampling"]):
             raise ConfigError(f"the end-pointer decides every {frames} frames, which must be a positive multiple of "
                               f"the model's subsampling ({self.model.model_dir.metadata['subsampling']})")
+        eoq = getattr(endpointer, "end_of_query", None)
+        if eoq is not None and isinstance(self.model.joiner_dim, int) and eoq.input_dim != self.model.joiner_dim:
+            raise ConfigError(f"the end-pointer's end-of-query detector reads {eoq.input_dim}-dim encoder frames, this "
+                              f"model's encoder gives {self.model.joiner_dim}: refit it for this model "
+                              "(benchmarks/endpointing_eval.py writes MODEL/endpointer.json)")
         if detector is not None and isinstance(self.model.joiner_dim, int) and detector.input_dim != self.model.joiner_dim:
             raise ConfigError(f"the end-pointer's speech detector reads {detector.input_dim}-dim encoder frames, this "
                               f"model's encoder gives {self.model.joiner_dim}: refit it for this model "
@@ -200,6 +206,9 @@ class Stream:
         self.record_observations = False
         self._activity = AcousticActivity()
         self._last_speech: float | None = None  # when the speech detector last heard speech
+        # The last encoder frames (for the end-of-query detector) and its verdict on the silence now.
+        self._recent_frames: collections.deque = collections.deque(maxlen=EndOfQueryDetector.WINDOW_FRAMES)
+        self._end_of_query = 0.0
         self._last_partial = ""
         self._speculated: tuple | None = None  # tokens of the standing speculation
         self._text_cache: dict[tuple, tuple[str, float, bool]] = {}
@@ -340,6 +349,7 @@ class Stream:
         # The loudest 10 ms frame of each encoder frame (the final chunk may fall short).
         loudest = [float(energy[4 * i : 4 * i + 4].max()) if 4 * i < len(energy) else -20.0 for i in range(len(trace))]
         detector = getattr(self.endpointer, "speech_detector", None)
+        eoq = getattr(self.endpointer, "end_of_query", None) if detector is not None else None
         speech = None
         if detector is not None and trace:
             speech = detector.probability(encoder_frames[: len(trace)], np.exp([lp for _, lp in trace]), loudest)
@@ -352,12 +362,19 @@ class Stream:
                 if speech[i] >= detector.threshold:
                     self._last_speech = t
                 speech_silence = t if self._last_speech is None else t - self._last_speech
+            if eoq is not None:
+                self._recent_frames.append(encoder_frames[i])
+                frames_since = round(speech_silence / fs)
+                if frames_since == 0:
+                    self._end_of_query = 0.0
+                elif frames_since == eoq.FRAMES_AFTER_SPEECH and self._last_speech is not None:
+                    self._end_of_query = eoq.log_odds(np.stack(self._recent_frames))
             last = best.frames[-1] + 1 if best.frames else 0
             if i < len(trace) - 1 and not self.record_observations:
                 continue
             text, eos, complete = self._describe(best.tokens)
             obs = FrameObservation(t, t - last * fs, len(best.tokens), math.exp(blank_lp), silence, text, eos, complete,
-                                   speech_silence)
+                                   speech_silence, self._end_of_query)
             if self.record_observations:
                 self.observations.append(obs)
         if obs is None:
