@@ -131,6 +131,7 @@ def end_of_query_samples(rec: dict, obs, enc) -> list[tuple[np.ndarray, int]]:
     before the command or after its end (a noise burst) are left out."""
     out = []
     n = min(len(obs), len(enc))
+    first_speech = next((o.time for o in obs[:n] if o.speech_silence == 0.0), None)
     for i in range(1, n):
         ss, prev = obs[i].speech_silence, obs[i - 1].speech_silence
         if ss is None or not (ss >= EOQ_SILENCE > prev):
@@ -142,7 +143,7 @@ def end_of_query_samples(rec: dict, obs, enc) -> list[tuple[np.ndarray, int]]:
         if j < 0:
             continue
         frames = enc[max(0, j + 1 - EndOfQueryDetector.WINDOW_FRAMES) : j + 1]
-        out.append((EndOfQueryDetector.inputs(frames), int(start >= rec["speech_end"] - 0.1)))
+        out.append((EndOfQueryDetector.inputs(frames, start - first_speech), int(start >= rec["speech_end"] - 0.1)))
     return out
 
 

@@ -294,19 +294,20 @@ def test_end_of_query_detector_pools_the_frames_around_the_last_speech(tmp_path)
     def silence_start(ended):
         frames = rng.standard_normal((8, dim)).astype(np.float32)
         frames[:5, 0] += 1.5 if ended else -1.5
-        return EndOfQueryDetector.inputs(frames)
+        return EndOfQueryDetector.inputs(frames, rng.uniform(0.5, 4.0))
     y = rng.random(400) < 0.5
     eoq = EndOfQueryDetector.fit(np.stack([silence_start(e) for e in y]), y.astype(int))
     assert eoq.input_dim == dim
     right = [(eoq.log_odds_of_inputs(silence_start(e)) > 0) == e for e in (True, False) * 50]
     assert np.mean(right) > 0.9
     # Fewer frames than the windows at a stream's start: the missing ones are the oldest.
-    early = EndOfQueryDetector.inputs(np.ones((3, dim), np.float32))
+    early = EndOfQueryDetector.inputs(np.ones((3, dim), np.float32), 42.0)
     np.testing.assert_array_equal(early[:dim], 0.0)
-    np.testing.assert_array_equal(early[dim:], 1.0)
-    assert abs(eoq.log_odds(np.full((8, dim), 1e6, np.float32))) == EndOfQueryDetector.MAX_LOG_ODDS
+    np.testing.assert_array_equal(early[dim:-1], 1.0)
+    assert early[-1] == EndOfQueryDetector.MAX_SPEECH_SECONDS  # the speech duration, capped
+    assert abs(eoq.log_odds(np.full((8, dim), 1e6, np.float32), 1.0)) == EndOfQueryDetector.MAX_LOG_ODDS
     with pytest.raises(ModelError, match="expects 6-dim"):
-        eoq.log_odds(np.zeros((8, dim + 1), np.float32))
+        eoq.log_odds(np.zeros((8, dim + 1), np.float32), 1.0)
     with pytest.raises(ValueError, match="both kinds"):
         EndOfQueryDetector.fit(np.zeros((4, 2 * dim)), np.ones(4))
 
@@ -318,7 +319,8 @@ def test_end_of_query_detector_pools_the_frames_around_the_last_speech(tmp_path)
     assert set(END_OF_QUERY_FEATURES) == {f for f, v in zip(FEATURES, ep.weights) if v}
     ep.save(tmp_path / "ep.json")
     again = LearnedEndpointer.load(tmp_path / "ep.json")
-    assert again.end_of_query.log_odds(np.ones((8, dim))) == pytest.approx(eoq.log_odds(np.ones((8, dim))), rel=1e-5)
+    assert again.end_of_query.log_odds(np.ones((8, dim)), 2.0) == pytest.approx(eoq.log_odds(np.ones((8, dim)), 2.0),
+                                                                                 rel=1e-5)
     data = json.loads((tmp_path / "ep.json").read_text())
     data["end_of_query"]["weights"] = data["end_of_query"]["weights"][:-2]
     (tmp_path / "broken.json").write_text(json.dumps(data))
@@ -342,21 +344,24 @@ def test_the_stream_scores_each_silence_once_with_the_end_of_query_detector(reco
     enc = np.concatenate(probe.observed_encoder_frames)
     truth = _speech_mask([o.time for o in probe.observations], 1.1, 1.0 + len(speech[1]) / 16000 - 0.4)
     detector = SpeechDetector.fit(SpeechDetector.inputs(enc, [o.blank_prob for o in probe.observations]), truth)
-    # An end-of-query detector whose log-odds are the mean of the first encoder dimension.
-    weights = np.zeros(2 * width + 1)
+    # An end-of-query detector whose log-odds are the mean of the first encoder dimension plus
+    # the speech duration.
+    weights = np.zeros(2 * width + 2)
     weights[0] = weights[width] = 0.5
-    eoq = EndOfQueryDetector(weights, np.zeros(2 * width + 1), np.ones(2 * width + 1))
+    weights[2 * width] = 1.0
+    eoq = EndOfQueryDetector(weights, np.zeros(2 * width + 2), np.ones(2 * width + 2))
     ep = LearnedEndpointer([-50.0] + [0.0] * (len(FEATURES) - 1), 0.99, max_utterance=1e9, speech_detector=detector,
                            end_of_query=eoq)
     obs = _observe(recognizer, silent(), ep).observations
     assert all(o.end_of_query == 0.0 for o in obs if o.speech_silence == 0.0)
     last_speech = max(o.time for o in obs if o.speech_silence == 0.0)
+    first_speech = min(o.time for o in obs if o.speech_silence == 0.0)
     # Two frames into the final silence it is scored from the eight frames before, and kept.
     scored = [o for o in obs if o.time > last_speech + 0.07]
     i = next(k for k, o in enumerate(obs) if o.time > last_speech + 0.07)
-    expected = eoq.log_odds(enc[i - 7 : i + 1])
+    expected = eoq.log_odds(enc[i - 7 : i + 1], last_speech - first_speech)
     assert expected != 0.0
     assert all(o.end_of_query == pytest.approx(expected, rel=1e-4) for o in scored)
-    bad = EndOfQueryDetector(np.zeros(2 * width + 3), np.zeros(2 * width + 3), np.ones(2 * width + 3))
+    bad = EndOfQueryDetector(np.zeros(2 * width + 4), np.zeros(2 * width + 4), np.ones(2 * width + 4))
     with pytest.raises(ConfigError, match="end-of-query detector reads"):
         recognizer.create_stream(LearnedEndpointer([0.0] * len(FEATURES), speech_detector=detector, end_of_query=bad))

@@ -141,9 +141,11 @@ class EndOfQueryDetector:
     """Log-odds that a silence follows the last words of the request rather than a pause
     inside it, from how the speech before it sounded: the encoder frames of the 0.24 s
     before the last frame the speech detector heard speech (its first window) and of the
-    0.16 s around it (the second), each averaged. Decided once per silence, WINDOW_FRAMES
-    after its start (the second window's end). Logistic regression, standardized with the
-    fitting data's statistics."""
+    0.16 s around it (the second), each averaged, and how long the request has gone on
+    (seconds from the first speech to the last, at most MAX_SPEECH_SECONDS: the later a
+    silence, the likelier the end). Decided once per silence, FRAMES_AFTER_SPEECH frames
+    into it (the second window's end). Logistic regression, standardized with the fitting
+    data's statistics."""
 
     # Encoder frames (40 ms) in each window, oldest first; the last speech frame is the
     # fifth of the eight, so the score is ready two frames (80 ms) into the silence.
@@ -151,6 +153,7 @@ class EndOfQueryDetector:
     WINDOW_FRAMES = 8
     FRAMES_AFTER_SPEECH = 2
     MAX_LOG_ODDS = 10.0
+    MAX_SPEECH_SECONDS = 10.0
 
     def __init__(self, weights, mean, std):
         self.weights = np.asarray(weights, np.float32)
@@ -160,33 +163,35 @@ class EndOfQueryDetector:
             raise ModelError("end-of-query detector: weights, mean and std must be vectors of one length")
         if not (np.isfinite(self.weights).all() and (self.std > 0).all()):
             raise ModelError("end-of-query detector: weights must be finite and std positive")
-        if (len(self.weights) - 1) % len(self.WINDOWS):
-            raise ModelError(f"end-of-query detector: {len(self.weights)} weights do not cover {len(self.WINDOWS)} windows")
+        if len(self.weights) < 2 + len(self.WINDOWS) or (len(self.weights) - 2) % len(self.WINDOWS):
+            raise ModelError(f"end-of-query detector: {len(self.weights)} weights do not cover {len(self.WINDOWS)} "
+                             "windows, the speech duration and a bias")
 
     @property
     def input_dim(self) -> int:
         """Width of the encoder frames it reads."""
-        return (len(self.weights) - 1) // len(self.WINDOWS)
+        return (len(self.weights) - 2) // len(self.WINDOWS)
 
     @classmethod
-    def inputs(cls, recent_frames: np.ndarray) -> np.ndarray:
+    def inputs(cls, recent_frames: np.ndarray, speech_seconds: float) -> np.ndarray:
         """The pooled windows of the last WINDOW_FRAMES encoder frames (fewer at a stream's
-        start: a window with none is zeros)."""
+        start: a window with none is zeros), then the speech duration."""
         frames = np.asarray(recent_frames, np.float32)[-cls.WINDOW_FRAMES :]
         missing = cls.WINDOW_FRAMES - len(frames)
         pooled = []
         for a, b in cls.WINDOWS:
             part = frames[max(0, a - missing) : max(0, b - missing)]
             pooled.append(part.mean(axis=0) if len(part) else np.zeros(frames.shape[1], np.float32))
-        return np.concatenate(pooled)
+        duration = min(max(float(speech_seconds), 0.0), cls.MAX_SPEECH_SECONDS)
+        return np.concatenate([*pooled, np.array([duration], np.float32)])
 
-    def log_odds(self, recent_frames: np.ndarray) -> float:
-        return self.log_odds_of_inputs(self.inputs(recent_frames))
+    def log_odds(self, recent_frames: np.ndarray, speech_seconds: float) -> float:
+        return self.log_odds_of_inputs(self.inputs(recent_frames, speech_seconds))
 
     def log_odds_of_inputs(self, x: np.ndarray) -> float:
         if len(x) != len(self.weights) - 1:
             raise ModelError(f"end-of-query detector expects {self.input_dim}-dim encoder frames, "
-                             f"got {len(x) // len(self.WINDOWS)}")
+                             f"got {(len(x) - 1) // len(self.WINDOWS)}")
         z = float(((x - self.mean[:-1]) / self.std[:-1]) @ self.weights[:-1] + self.weights[-1])
         return max(-self.MAX_LOG_ODDS, min(self.MAX_LOG_ODDS, z))
 

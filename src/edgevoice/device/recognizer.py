@@ -206,6 +206,7 @@ class Stream:
         self.record_observations = False
         self._activity = AcousticActivity()
         self._last_speech: float | None = None  # when the speech detector last heard speech
+        self._first_speech: float | None = None  # and when it first did
         # The last encoder frames (for the end-of-query detector) and its verdict on the silence now.
         self._recent_frames: collections.deque = collections.deque(maxlen=EndOfQueryDetector.WINDOW_FRAMES)
         self._end_of_query = 0.0
@@ -361,6 +362,8 @@ class Stream:
             if speech is not None:
                 if speech[i] >= detector.threshold:
                     self._last_speech = t
+                    if self._first_speech is None:
+                        self._first_speech = t
                 speech_silence = t if self._last_speech is None else t - self._last_speech
             if eoq is not None:
                 self._recent_frames.append(encoder_frames[i])
@@ -368,7 +371,8 @@ class Stream:
                 if frames_since == 0:
                     self._end_of_query = 0.0
                 elif frames_since == eoq.FRAMES_AFTER_SPEECH and self._last_speech is not None:
-                    self._end_of_query = eoq.log_odds(np.stack(self._recent_frames))
+                    self._end_of_query = eoq.log_odds(np.stack(self._recent_frames),
+                                                      self._last_speech - self._first_speech)
             last = best.frames[-1] + 1 if best.frames else 0
             if i < len(trace) - 1 and not self.record_observations:
                 continue
