@@ -299,7 +299,7 @@ def plan_on_dev(table: DecisionTable, weights, thresholds, targets: dict, fixed_
 
 def plan_rank(plan: dict) -> tuple:
     """Plans meeting every dev goal first, then the lower dev median delay."""
-    return (not plan["meets_goals"], plan["dev"]["premature_rate"] > 1.0, plan["dev"]["median_delay"])
+    return (not plan["meets_goals"], plan["dev"]["median_delay"])
 
 
 def run_events(recognizer, endpointer, nlu, records, folder, block=1280):
