@@ -124,27 +124,29 @@ def fit_speech_detector(recognizer, nlu, eos, records, folder) -> tuple[SpeechDe
 EOQ_SILENCE = 0.3  # silences shorter than this never end a request: not fitted on
 
 
-def end_of_query_samples(rec: dict, obs, enc) -> list[tuple[np.ndarray, int]]:
-    """(EndOfQueryDetector.inputs, 1 if the request's end) for each silence of the stream
-    that lasts EOQ_SILENCE or more, as the stream's speech detector saw it, taken where
-    the stream scores it (FRAMES_AFTER_SPEECH frames into the silence). Silences that start
-    before the command or after its end (a noise burst) are left out."""
-    out = []
-    n = min(len(obs), len(enc))
-    first_speech = next((o.time for o in obs[:n] if o.speech_silence == 0.0), None)
-    for i in range(1, n):
+def scored_silences(rec: dict, obs):
+    """(index of the frame where the stream scored the silence, its start, 1 if the request's
+    end) for each silence that lasts EOQ_SILENCE or more, as the stream's speech detector saw
+    it. Silences that start before the command or after its end (a noise burst) are left out."""
+    for i in range(1, len(obs)):
         ss, prev = obs[i].speech_silence, obs[i - 1].speech_silence
         if ss is None or not (ss >= EOQ_SILENCE > prev):
             continue
         start = obs[i].time - ss
-        if not rec["speech_start"] <= start <= rec["speech_end"] + 0.2:
-            continue
-        j = i - round((ss - EndOfQueryDetector.FRAMES_AFTER_SPEECH * 0.04) / 0.04)
-        if j < 0:
-            continue
-        frames = enc[max(0, j + 1 - EndOfQueryDetector.WINDOW_FRAMES) : j + 1]
-        out.append((EndOfQueryDetector.inputs(frames, start - first_speech), int(start >= rec["speech_end"] - 0.1)))
-    return out
+        if rec["speech_start"] <= start <= rec["speech_end"] + 0.2:
+            frame_seconds = obs[i].time - obs[i - 1].time
+            scored = i - round(ss / frame_seconds) + EndOfQueryDetector.FRAMES_AFTER_SPEECH
+            yield scored, start, int(start >= rec["speech_end"] - 0.1)
+
+
+def end_of_query_samples(rec: dict, obs, enc) -> list[tuple[np.ndarray, int]]:
+    """(EndOfQueryDetector.inputs, 1 if the request's end) for each scored silence, as the
+    stream computes them where it scores it."""
+    n = min(len(obs), len(enc))
+    first_speech = next((o.time for o in obs[:n] if o.speech_silence == 0.0), None)
+    return [(EndOfQueryDetector.inputs(enc[max(0, j + 1 - EndOfQueryDetector.WINDOW_FRAMES) : j + 1],
+                                       start - first_speech), label)
+            for j, start, label in scored_silences(rec, obs[:n]) if j >= 0]
 
 
 def auc(scores, labels) -> float:
@@ -170,15 +172,9 @@ def fit_end_of_query(recognizer, detector, records, folder) -> tuple[EndOfQueryD
 def end_of_query_auc(eoq, records, observations) -> float:
     """How well the stream's end-of-query log-odds (at EOQ_SILENCE into each silence) tell
     the request's end from pauses inside it."""
-    scores, labels = [], []
-    for rec, obs in zip(records, observations):
-        for prev, o in zip(obs, obs[1:]):
-            if o.speech_silence is not None and o.speech_silence >= EOQ_SILENCE > prev.speech_silence:
-                start = o.time - o.speech_silence
-                if rec["speech_start"] <= start <= rec["speech_end"] + 0.2:
-                    scores.append(o.end_of_query)
-                    labels.append(int(start >= rec["speech_end"] - 0.1))
-    return round(auc(scores, labels), 4)
+    scored = [(obs[j].end_of_query, label) for rec, obs in zip(records, observations)
+              for j, _, label in scored_silences(rec, obs) if j >= 0]
+    return round(auc([s for s, _ in scored], [y for _, y in scored]), 4)
 
 
 def detector_accuracy(detector, observations, records) -> float:
@@ -508,8 +504,8 @@ def main() -> None:
     candidates = {}
     for name, features, weights in fits:
         plan = plans[name]
-        at = sweep(test, obs_test, decider(weights), [plan["threshold"]], chunk_seconds)[0]
         test_curve = sweep(test, obs_test, decider(weights), thresholds, chunk_seconds)
+        at = next(c for c in test_curve if c["threshold"] == plan["threshold"])
         candidates[name] = {"features": list(features), "weights": dict(zip(FEATURES, weights)),
                             "threshold": plan["threshold"], "dev_at_threshold": plan["dev"], "dev_plan": plan,
                             "test_at_threshold": at, "test_curve": test_curve, "_weights": weights}

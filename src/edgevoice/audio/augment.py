@@ -21,18 +21,24 @@ def rms_db(x: np.ndarray) -> float:
     return 10.0 * np.log10(np.mean(np.square(x, dtype=np.float64)) + 1e-12)
 
 
+def frame_energy_db(x: np.ndarray, rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Mean power (dB) of each whole 10 ms frame."""
+    hop = rate // 100
+    n = len(x) // hop
+    frames = x[: n * hop].reshape(n, hop)
+    return 10.0 * np.log10(np.mean(frames.astype(np.float64) ** 2, axis=1) + 1e-12)
+
+
 def speech_bounds(x: np.ndarray, rate: int = SAMPLE_RATE, threshold_db: float = -45.0) -> tuple[int, int]:
     """(first, last+1) sample of the part louder than `threshold_db` below the peak frame.
 
     Used to cut the engines' own leading/trailing silence so the manifest's speech
     start/end are exact.
     """
-    hop = rate // 100
-    n = len(x) // hop
-    if n == 0:
+    if len(x) < rate // 100:
         return 0, len(x)
-    frames = x[: n * hop].reshape(n, hop)
-    energy = 10.0 * np.log10(np.mean(frames.astype(np.float64) ** 2, axis=1) + 1e-12)
+    hop = rate // 100
+    energy = frame_energy_db(x, rate)
     active = np.flatnonzero(energy > energy.max() + threshold_db)
     if active.size == 0:
         return 0, 0

@@ -392,8 +392,7 @@ def split_at_phrase_breaks(audio: np.ndarray, piece_chars: list[int], rate: int 
     n = (end - start) // hop
     if len(piece_chars) < 2 or n < 10:
         return None
-    frames = audio[start : start + n * hop].astype(np.float64).reshape(n, hop)
-    energy = 10.0 * np.log10(np.mean(frames**2, axis=1) + 1e-12)
+    energy = augment.frame_energy_db(audio[start : start + n * hop], rate)
     quiet = energy < energy.max() - 35.0
     runs, run_start = [], None
     for i, q in enumerate(quiet):

@@ -150,7 +150,7 @@ class EndOfQueryDetector:
     # Encoder frames (40 ms) in each window, oldest first; the last speech frame is the
     # fifth of the eight, so the score is ready two frames (80 ms) into the silence.
     WINDOWS = ((0, 4), (4, 8))
-    WINDOW_FRAMES = 8
+    WINDOW_FRAMES = WINDOWS[-1][1]
     FRAMES_AFTER_SPEECH = 2
     MAX_LOG_ODDS = 10.0
     MAX_SPEECH_SECONDS = 10.0
