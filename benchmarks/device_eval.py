@@ -38,8 +38,8 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q)) if values else float("nan")
 
 
-def run_device(model: str, precision: str, audio: list[np.ndarray], refs: list[str]) -> dict:
-    recognizer = Recognizer.load(model, precision=precision, beam=4, threads=1)
+def run_device(model: str, precision: str, audio: list[np.ndarray], refs: list[str], lm_weight: float | None = None) -> dict:
+    recognizer = Recognizer.load(model, precision=precision, beam=4, threads=1, lm_weight=lm_weight)
     recognizer.transcribe(audio[0])  # warm-up: first-call allocations are not the steady state
     hyps, lattice_bytes, oracle_errors, finish, compute, seconds = [], [], 0, [], 0.0, 0.0
     block = 1600  # 100 ms, as a microphone delivers it
@@ -59,6 +59,7 @@ def run_device(model: str, precision: str, audio: list[np.ndarray], refs: list[s
     audio_bytes = [2 * len(x) for x in audio]
     return {
         "precision": precision,
+        "token_lm_weight": recognizer.lm_fusion.weight if recognizer.lm_fusion else 0.0,
         "wer": round(counts["errors"] / counts["ref_words"], 4),
         "ser": round(counts["sentence_errors"] / len(refs), 4),
         "oracle_wer": round(oracle_errors / counts["ref_words"], 4),
@@ -113,17 +114,22 @@ def main() -> None:
     sizes = {p: sum((Path(args.model) / f).stat().st_size for f in v.values()) for p, v in meta["variants"].items()}
     t0 = time.time()
     runs = {p: run_device(args.model, p, audio, refs) for p in meta["variants"]}
-    agreement = torch_agreement(args.model, audio, runs["float32"]["hyps"])
+    # The torch decoder has no token LM: compare it with the device search without one.
+    has_lm = runs["float32"]["token_lm_weight"] > 0
+    plain = run_device(args.model, "float32", audio, refs, lm_weight=0) if has_lm else runs["float32"]
+    agreement = torch_agreement(args.model, audio, plain["hyps"])
+    lm_bytes = (Path(args.model) / "token_lm.npz").stat().st_size if has_lm else 0
     rss = peak_rss_mb(args.model, audio_path(records[0], args.corpus))
     fp, q = runs["float32"], runs.get("int8")
     result = {
         "command": f"python benchmarks/device_eval.py --model {args.model} --corpus {args.corpus}"
                    + (f" --limit {args.limit}" if args.limit else ""),
         "utterances": len(records), "audio_hours": round(sum(len(x) for x in audio) / 16000 / 3600, 3),
-        "model_bytes": sizes, "parameters": meta.get("parameters"), "chunk_frames": meta["chunk_frames"],
+        "model_bytes": sizes, "token_lm_bytes": lm_bytes, "parameters": meta.get("parameters"), "chunk_frames": meta["chunk_frames"],
         "float32": {k: v for k, v in fp.items() if k != "hyps"},
         "int8": {k: v for k, v in q.items() if k != "hyps"} if q else None,
         "int8_relative_wer_change": round((q["wer"] - fp["wer"]) / fp["wer"], 4) if q and fp["wer"] else None,
+        "float32_without_token_lm": {k: v for k, v in plain.items() if k != "hyps"} if has_lm else None,
         "torch_agreement": agreement,
         "transcribe_peak_rss_mb": rss,
         "wall_seconds": round(time.time() - t0, 1),
@@ -135,11 +141,16 @@ def main() -> None:
              f"`{result['command']}`", "",
              "| model | bytes | WER | SER | lattice oracle WER | RTF (1 thread) | end of audio -> result, median / p90 |",
              "|---|---|---|---|---|---|---|"]
-    for p, r in runs.items():
-        lines.append(f"| {p} | {sizes[p] / 1e6:.1f} MB | {r['wer']:.2%} | {r['ser']:.2%} | {r['oracle_wer']:.2%} | "
+    rows = [(p + (f" + token LM (weight {r['token_lm_weight']})" if r["token_lm_weight"] else ""),
+             sizes[p] + (lm_bytes if r["token_lm_weight"] else 0), r) for p, r in runs.items()]
+    if has_lm:
+        rows.append(("float32, no token LM", sizes["float32"], plain))
+    for name, size, r in rows:
+        lines.append(f"| {name} | {size / 1e6:.1f} MB | {r['wer']:.2%} | {r['ser']:.2%} | {r['oracle_wer']:.2%} | "
                      f"{r['rtf_one_thread']:.4f} | {r['finish_ms_median']:.1f} / {r['finish_ms_p90']:.1f} ms |")
     lines += ["", f"- int8 vs float32 WER: {result['int8_relative_wer_change']:+.1%} relative" if q else "",
-              f"- device float32 = torch decoder on {agreement['identical']}/{agreement['utterances']} utterances"
+              f"- device float32{' without the token LM' if has_lm else ''} = torch decoder on "
+              f"{agreement['identical']}/{agreement['utterances']} utterances"
               if agreement else "- torch decoder not compared (no model.pt)",
               f"- lattice: {fp['lattice_bytes_mean']:.0f} bytes per utterance on average vs {fp['audio_bytes_mean']:.0f} "
               f"bytes of 16-bit 16 kHz audio ({fp['lattice_to_audio_ratio']:.3%})",

@@ -44,3 +44,26 @@ def test_text_pools_are_disjoint_and_free_of_heldout_names_in_train(tmp_path):
     for name in names:
         assert not any(f" {name} " in t for t in train_blob), name
     assert "slurp_devel" not in pools.pools["train"]
+
+
+def test_recognizer_text_for_the_token_lm_never_holds_test_or_dev_sentences():
+    from edgevoice.corpus.builder import recognizer_text
+    from edgevoice.corpus.layout import WAKE_WORDS, strip_wake_word
+    from edgevoice.corpus.loaders import load_real_set
+
+    shared_data_or_skip()
+    texts = recognizer_text(seed=0, template_samples=2000)
+    # More draws than a corpus makes add train sentences only: the split goes by sentence text.
+    pools = TextPools(BuildConfig(template_samples=20000)).pools
+    train = texts["train"]
+    heard = {strip_wake_word(t) for t in train}
+    assert not heard & {s.text for ss in pools["test"].values() for s in ss}
+    # Dev: the real sets split by speaker, so their train transcripts ("w", "zero") may
+    # also be the text of a dev sentence; nothing else may.
+    real_train = {r["text"] for name in ("fsdd", "asterisk_en", "wakeword") for r in load_real_set(name)
+                  if r["split"] == "train"}
+    assert not heard & {s.text for ss in pools["dev"].values() for s in ss} - real_train
+    with_wake = sum(any(t.startswith(w + " ") for w in WAKE_WORDS) for t in train) / len(train)
+    assert 0.25 < with_wake < 0.35  # as often as the corpus builder puts one in front (0.3)
+    assert {"zero", "nine", "alexa", "computer"} <= set(train)  # the real sets' train transcripts
+    assert len(texts["dev"]) > 1000

@@ -85,6 +85,12 @@ cp runs/default-stage9/log.csv models/default/stage9_log.csv
 $EV export --checkpoint models/default --out models/default --int8
 $EV nlu train --out models/default/nlu.npz
 
+# The device's token n-gram LM (order 6 over the recognizer's tokens, from the train-split
+# text: ~1 min) and its fusion settings, tuned on the dev split (writes lm_fusion.json; ~10 min).
+# Every measurement below uses it (the recognizer's default from then on).
+$EV lm ngram --model models/default
+.venv/bin/python benchmarks/lm_fusion_eval.py --model models/default --corpus corpora/bench20
+
 # What the heard-forms rewriter knows of the training text (everyday words, where entities start).
 $EV context word-stats --corpus corpora/bench20 --out models/default/word_context.json
 

@@ -296,6 +296,39 @@ def lm_train_cmd(
     typer.echo(json.dumps(summary, indent=2))
 
 
+@lm_app.command("ngram")
+def lm_ngram_cmd(
+    model: Path = typer.Option(..., "--model", help="Model directory whose tokenizer the LM counts in."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Where to write it (default: MODEL/token_lm.npz)."),
+    order: int = typer.Option(6, "--order", help="n-gram order over the model's subword tokens."),
+    seed: int = typer.Option(0, "--seed", help="The corpus seed whose sentence splits to follow."),
+    template_samples: int = typer.Option(100000, "--template-samples", help="Sentences drawn from each template set "
+                                         "(a corpus draws 20,000; more give the LM more train-split sentences)."),
+) -> None:
+    """The device's token n-gram LM for shallow fusion, from the corpus builder's train-split
+    text (templates, SLURP LM text, HWU64, Snips; never dev or test text). Fusion settings:
+    benchmarks/lm_fusion_eval.py tunes them on dev and writes MODEL/lm_fusion.json."""
+    from edgevoice.corpus.builder import recognizer_text
+    from edgevoice.device.model_dir import TOKEN_LM_FILE
+    from edgevoice.device.token_lm import build_token_lm
+    from edgevoice.text.tokenizer import Tokenizer
+
+    try:
+        tokenizer = Tokenizer(model / "tokenizer.model")
+        texts = recognizer_text(seed, template_samples)
+        lm = build_token_lm((tokenizer.encode(t) for t in texts["train"]), tokenizer.vocab_size, order,
+                            meta={"text": f"corpus builder train split (seed {seed}, {template_samples} draws per template set) "
+                                          "as the recognizer hears it: "
+                                          "wake words in front as often as in the corpus, real train transcripts",
+                                  "tokenizer": tokenizer.path.name})
+        lm.meta["dev_perplexity"] = round(lm.perplexity([tokenizer.encode(t) for t in texts["dev"]]), 3)
+        target = out or model / TOKEN_LM_FILE
+        lm.save(target)
+    except (EdgevoiceError, OSError, ValueError) as exc:
+        _fail(exc)
+    typer.echo(json.dumps({"out": str(target), **lm.meta}, indent=2))
+
+
 @app.command("serve")
 def serve_cmd(
     lm: Path = typer.Option(..., "--lm", help="LM folder from `edgevoice lm train`."),
@@ -334,12 +367,16 @@ def serve_cmd(
                         workers=workers, log_level="warning")
 
 
-def _load_recognizer(model: Optional[Path], int8: bool, beam: int, threads: int):
+LM_WEIGHT_HELP = ("Weight of the model's token n-gram LM in beam search (shallow fusion); 0 turns it off. "
+                  "Default: the weight tuned for the model (its lm_fusion.json).")
+
+
+def _load_recognizer(model: Optional[Path], int8: bool, beam: int, threads: int, lm_weight: Optional[float] = None):
     from edgevoice.device import default_model_dir
     from edgevoice.device.recognizer import Recognizer
 
     return Recognizer.load(model or default_model_dir(), precision="int8" if int8 else "float32", beam=beam,
-                           threads=threads)
+                           threads=threads, lm_weight=lm_weight)
 
 
 context_app = typer.Typer(help="Bias lists (contacts, device names): hear their phrases as the recognizer does.",
@@ -422,6 +459,7 @@ def transcribe_cmd(
     beam: int = typer.Option(4, "--beam", help="Beam size."),
     int8: bool = typer.Option(False, "--int8", help="Use the int8 model."),
     threads: int = typer.Option(1, "--threads", help="ONNX Runtime threads."),
+    lm_weight: Optional[float] = typer.Option(None, "--lm-weight", help=LM_WEIGHT_HELP),
     lattice_dir: Optional[Path] = typer.Option(None, "--lattice-dir", help="Write each lattice here (.evlt binary, .json, .svg)."),
     context: Optional[Path] = typer.Option(None, "--context", help="Bias phrases (contacts, device names), one per line, "
                                            "optionally `phrase | weight`."),
@@ -436,7 +474,7 @@ def transcribe_cmd(
     from edgevoice.audio.io import read_audio
 
     try:
-        recognizer = _load_recognizer(model, int8, beam, threads)
+        recognizer = _load_recognizer(model, int8, beam, threads, lm_weight)
         graph = heard = None
         if context is not None:
             from edgevoice.device.context import ContextGraph
@@ -499,6 +537,7 @@ def listen_cmd(
     rate: int = typer.Option(16000, "--rate", help="Sample rate of the input."),
     as_json: bool = typer.Option(False, "--json", help="Events as JSON lines (partial, speculative_end, final_end, intent)."),
     int8: bool = typer.Option(False, "--int8", help="Use the int8 model."),
+    lm_weight: Optional[float] = typer.Option(None, "--lm-weight", help=LM_WEIGHT_HELP),
     endpointing: bool = typer.Option(True, "--endpointing/--no-endpointing",
                                      help="End requests with the end-pointers (MODEL/endpointer.json, else the rule "
                                           "baseline); without, one request lasts until the input ends."),
@@ -514,7 +553,7 @@ def listen_cmd(
 
     model_dir = model or default_model_dir()
     try:
-        recognizer = _load_recognizer(model_dir, int8, 4, 1)
+        recognizer = _load_recognizer(model_dir, int8, 4, 1, lm_weight)
         endpointer = None
         if endpointing:
             learned = Path(model_dir) / "endpointer.json"

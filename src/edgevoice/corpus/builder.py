@@ -707,3 +707,35 @@ def build_corpus(config: BuildConfig, out_dir: str | Path, jobs: int | None = No
         summary["bias_lists"] = write_bias_lists(out, records, config.bias_list_sizes, config.seed, extra)
     (out / "build_summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def recognizer_text(seed: int = 0, template_samples: int | None = None) -> dict[str, list[str]]:
+    """The sentences the recognizer is trained to transcribe, by split ("train", "dev"),
+    as its transcripts have them: the corpus builder's text pools for this seed, a wake
+    word in front of as many as the builder gives one (BuildConfig.wake_word_prob), and
+    the transcripts of the real sets' train / dev splits where ../shared/data is present.
+    What the device's token LM is counted on (`edgevoice lm ngram`); never test text.
+    template_samples: draws per template set (more than a corpus uses: the splits go by
+    sentence text, so more draws add train sentences and never a test one)."""
+    from edgevoice.corpus.loaders import load_real_set
+    from edgevoice.errors import ManifestError
+
+    config = BuildConfig(seed=seed)
+    if template_samples is not None:
+        config = BuildConfig(seed=seed, template_samples=template_samples)
+    pools = TextPools(config).pools
+    rng = np.random.default_rng(seed + 7919)
+    texts: dict[str, list[str]] = {}
+    for split in ("train", "dev"):
+        sentences = [s.text for by_source in pools[split].values() for s in by_source]
+        texts[split] = [f"{WAKE_WORDS[rng.integers(len(WAKE_WORDS))]} {t}" if rng.random() < config.wake_word_prob
+                        else t for t in sentences]
+    for name in ("fsdd", "asterisk_en", "wakeword"):
+        try:
+            records = load_real_set(name)
+        except ManifestError:  # the shared data is optional
+            continue
+        for r in records:
+            if r["text"] and r["split"] in texts:
+                texts[r["split"]].append(r["text"])
+    return texts

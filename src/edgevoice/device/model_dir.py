@@ -25,6 +25,10 @@ METADATA_FILE = "metadata.json"
 # benchmark writes it from its dev split: a jointly trained biaser may or may not help).
 BIASING_FILE = "biasing.json"
 BIASING_DEFAULTS = ("fusion", "neural", "both")
+# Optional: a token n-gram LM for shallow fusion (edgevoice.device.token_lm) and the fusion
+# settings tuned for this model on dev (benchmarks/lm_fusion_eval.py writes both).
+TOKEN_LM_FILE = "token_lm.npz"
+LM_FUSION_FILE = "lm_fusion.json"
 PARTS = ("encoder", "predictor", "joiner")
 OPTIONAL_PARTS = ("biaser",)  # the neural context biaser, in models trained with one
 _REQUIRED = ("format", "format_version", "sample_rate", "features", "cmvn", "tokenizer", "vocab_size", "blank_id",
@@ -37,6 +41,11 @@ class ModelDirectory:
     metadata: dict
     precision: str
     default_biasing: str | None = None  # from biasing.json; None: decided by whether there is a biaser
+    lm_fusion: dict | None = None  # from lm_fusion.json (weight, bonus, end_weight); None: no token LM
+
+    @property
+    def token_lm_path(self) -> Path:
+        return self.path / TOKEN_LM_FILE
 
     @property
     def files(self) -> dict[str, Path]:
@@ -130,7 +139,29 @@ def load_model_directory(path: str | Path, precision: str = "float32", verify_ch
                 raise ModelError(f"{meta_file}: no checksum for {name}")
             if file_sha256(file) != expected:
                 raise ModelError(f"{file} is corrupt or was changed after export (SHA-256 mismatch); re-export the model")
-    return ModelDirectory(path, meta, precision, _read_default_biasing(path, "biaser" in named))
+    return ModelDirectory(path, meta, precision, _read_default_biasing(path, "biaser" in named),
+                          _read_lm_fusion(path))
+
+
+def _read_lm_fusion(path: Path) -> dict | None:
+    """The LM fusion settings, if this directory has a token LM; both files or neither."""
+    settings_file, lm_file = path / LM_FUSION_FILE, path / TOKEN_LM_FILE
+    if not settings_file.exists() and not lm_file.exists():
+        return None
+    if not (settings_file.exists() and lm_file.exists()):
+        present, absent = (settings_file, lm_file) if settings_file.exists() else (lm_file, settings_file)
+        raise ModelError(f"{path}: {present.name} needs {absent.name} beside it (both come from "
+                         f"benchmarks/lm_fusion_eval.py); remove {present.name} to run without the token LM")
+    try:
+        settings = json.loads(settings_file.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ModelError(f"{settings_file} is not valid JSON: {exc}") from exc
+    numbers = {k: settings.get(k) for k in ("weight", "bonus", "end_weight")} if isinstance(settings, dict) else {}
+    if not numbers or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers.values()):
+        raise ModelError(f"{settings_file}: needs numbers 'weight', 'bonus' and 'end_weight'")
+    if not (0 <= numbers["weight"] <= 5 and -5 <= numbers["bonus"] <= 5 and 0 <= numbers["end_weight"] <= 5):
+        raise ModelError(f"{settings_file}: weight must be within 0-5, bonus -5..5, end_weight 0-5; got {numbers}")
+    return {k: float(v) for k, v in numbers.items()}
 
 
 def _read_default_biasing(path: Path, has_biaser: bool) -> str | None:

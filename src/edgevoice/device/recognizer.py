@@ -29,9 +29,10 @@ from edgevoice.device.context import ContextGraph
 from edgevoice.device.lattice import Lattice
 from edgevoice.device.model_dir import load_model_directory
 from edgevoice.device.onnx_model import OnnxTransducer
-from edgevoice.device.search import BeamSearch, Hypothesis
+from edgevoice.device.search import BeamSearch, Hypothesis, LMFusion
+from edgevoice.device.token_lm import TokenNgramLM
 from edgevoice.device.span_score import SpanScorer
-from edgevoice.errors import AudioError, ConfigError
+from edgevoice.errors import AudioError, ConfigError, ModelError
 from edgevoice.text.normalize import normalize
 from edgevoice.text.tokenizer import Tokenizer
 
@@ -81,7 +82,11 @@ class Event:
 
 
 class Recognizer:
-    def __init__(self, model: OnnxTransducer, tokenizer: Tokenizer, beam: int = 4, chunk_frames: int | None = None):
+    def __init__(self, model: OnnxTransducer, tokenizer: Tokenizer, beam: int = 4, chunk_frames: int | None = None,
+                 lm_weight: float | None = None):
+        """lm_weight: the token LM's fusion weight for a model directory that has one
+        (token_lm.npz + lm_fusion.json); None: the tuned weight in lm_fusion.json, 0: no LM.
+        `lm_fusion` may also be set directly (an LMFusion, or None)."""
         meta = model.model_dir.metadata
         self.model = model
         self.tokenizer = tokenizer
@@ -98,12 +103,25 @@ class Recognizer:
             raise ConfigError(f"tokenizer has {tokenizer.vocab_size} tokens, the model {model.vocab_size}")
         # The neural biaser's memory of each phrase list (ContextGraph) in use.
         self._bias_memories: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self.lm_fusion: LMFusion | None = None
+        settings = model.model_dir.lm_fusion
+        if lm_weight is not None and not 0 <= lm_weight <= 5:
+            raise ConfigError(f"lm_weight must be within 0-5, got {lm_weight}")
+        if settings is not None and lm_weight != 0:
+            lm = TokenNgramLM.load(model.model_dir.token_lm_path)
+            if lm.vocab_size != model.vocab_size:
+                raise ModelError(f"{model.model_dir.token_lm_path} has {lm.vocab_size} tokens, the model "
+                                 f"{model.vocab_size}: rebuild it with this model's tokenizer")
+            weight = settings["weight"] if lm_weight is None else lm_weight
+            self.lm_fusion = LMFusion(lm, weight, settings["bonus"], settings["end_weight"])
 
     @staticmethod
     def load(path: str | Path, precision: str = "float32", beam: int = 4, threads: int = 1,
-             chunk_frames: int | None = None, verify_checksums: bool = True) -> "Recognizer":
+             chunk_frames: int | None = None, verify_checksums: bool = True,
+             lm_weight: float | None = None) -> "Recognizer":
         model_dir = load_model_directory(path, precision, verify_checksums)
-        return Recognizer(OnnxTransducer(model_dir, threads), Tokenizer(model_dir.tokenizer_path), beam, chunk_frames)
+        return Recognizer(OnnxTransducer(model_dir, threads), Tokenizer(model_dir.tokenizer_path), beam, chunk_frames,
+                          lm_weight)
 
     @property
     def fingerprint(self) -> str:
@@ -224,7 +242,7 @@ class Stream:
         self._held_first = 0  # absolute index of the first held frame
         self._held_count = 0
         self._scorer: SpanScorer | None = None  # over the frames held when it was made
-        self._search = BeamSearch(model, recognizer.beam, context, bias)
+        self._search = BeamSearch(model, recognizer.beam, context, bias, recognizer.lm_fusion)
         self._search.keep_trace = endpointer is not None
         self._resampler = None  # soxr.ResampleStream, made when a non-16 kHz rate arrives
         self._input_rate: int | None = None

@@ -1,0 +1,214 @@
+"""Benchmark: the device's token n-gram LM in beam search (shallow fusion).
+
+    edgevoice lm ngram --model models/default          # models/default/token_lm.npz
+    python benchmarks/lm_fusion_eval.py --model models/default --corpus corpora/bench20
+
+Tunes the fusion weight, the per-token bonus and the end-of-sentence weight on the
+corpus's dev split (dev voices, dev sentences), writes them to MODEL/lm_fusion.json (the
+recognizer's default from then on), and measures on the held-out test split, with the
+device runtime (ONNX, beam 4): WER and SER without and with the LM, per text source, the
+lattice oracle WER, and the real-time factor of the whole stream on one thread.
+
+The encoder runs once per utterance; each setting re-runs only the beam search over its
+frames (the same search the stream runs: checked on every test utterance of the final run).
+Results: benchmarks/results/lm_fusion_eval.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import random
+import statistics
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from edgevoice.audio.io import read_audio
+from edgevoice.corpus.manifest import audio_path, read_manifest
+from edgevoice.device.model_dir import LM_FUSION_FILE, TOKEN_LM_FILE
+from edgevoice.device.recognizer import Recognizer
+from edgevoice.device.search import BeamSearch, LMFusion
+from edgevoice.device.token_lm import TokenNgramLM
+from edgevoice.text.metrics import error_counts
+
+RESULTS = Path(__file__).parent / "results"
+WEIGHTS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3)  # 0: the per-token bonus alone, no LM (a baseline)
+BONUSES = (0.0, 0.25, 0.5, 0.75)
+END_WEIGHTS = (0.0, 1.0)
+
+_worker: dict = {}
+
+
+def _init_worker(model: str) -> None:
+    os.environ["OMP_NUM_THREADS"] = "1"
+    _worker["recognizer"] = Recognizer.load(model, beam=4, threads=1, lm_weight=0)
+    _worker["lm"] = TokenNgramLM.load(Path(model) / TOKEN_LM_FILE)
+
+
+def _encode(path: str) -> np.ndarray:
+    """The encoder frames the stream's search sees (joiner projection), one utterance."""
+    recognizer = _worker["recognizer"]
+    stream = recognizer.create_stream()
+    frames: list[np.ndarray] = []
+    search = stream._search  # the stream's own search: record what it is fed
+    advance = search.advance
+    search.advance = lambda enc: (frames.append(enc.copy()), advance(enc))
+    stream.accept_waveform(16000, read_audio(path))
+    stream.finish()
+    return np.concatenate(frames) if frames else np.zeros((0, 1), np.float32)
+
+
+def _search(args) -> list[tuple[str, float]]:
+    """n-best (text, score) of the beam search over these frames with these settings."""
+    frames, settings = args
+    recognizer = _worker["recognizer"]
+    fusion = LMFusion(_worker["lm"], *settings) if settings else None
+    search = BeamSearch(recognizer.model, 4, lm=fusion)
+    if len(frames):
+        search.advance(frames)
+    return [(" ".join(recognizer.tokenizer.decode(list(h.tokens)).split()), h.score) for h in search.nbest(final=True)]
+
+
+def wer_of(refs: list[str], hyps: list[str]) -> dict:
+    c = error_counts(refs, hyps)
+    return {"wer": round(c["errors"] / c["ref_words"], 4), "ser": round(c["sentence_errors"] / len(refs), 4),
+            "errors": c["errors"], "ref_words": c["ref_words"]}
+
+
+def oracle_wer(refs: list[str], nbests: list[list[tuple[str, float]]]) -> float:
+    errors = sum(min(error_counts([r], [t])["errors"] for t, _ in nb) for r, nb in zip(refs, nbests))
+    return round(errors / sum(len(r.split()) for r in refs), 4)
+
+
+def stream_rtf(model: str, paths: list[str], lm_weight: float | None) -> tuple[float, list[str]]:
+    """Real-time factor of whole streams (features, encoder, search with or without the LM),
+    one thread, fed in 100 ms blocks; and their texts."""
+    recognizer = Recognizer.load(model, beam=4, threads=1, lm_weight=lm_weight)
+    compute = seconds = 0.0
+    texts = []
+    for path in paths:
+        samples = read_audio(path)
+        stream = recognizer.create_stream()
+        for start in range(0, len(samples), 1600):
+            stream.accept_waveform(16000, samples[start : start + 1600])
+        result = stream.finish()
+        compute += result.compute_seconds
+        seconds += result.audio_seconds
+        texts.append(result.text)
+    return compute / seconds, texts
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="models/default")
+    ap.add_argument("--corpus", default="corpora/bench20")
+    ap.add_argument("--dev-utterances", type=int, default=600)
+    ap.add_argument("--limit", type=int, default=None, help="at most this many test utterances")
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--rtf-utterances", type=int, default=200, help="test utterances timed as whole streams")
+    ap.add_argument("--no-write", action="store_true", help="do not write MODEL/lm_fusion.json")
+    args = ap.parse_args()
+    model = Path(args.model)
+    if not (model / TOKEN_LM_FILE).exists():
+        raise SystemExit(f"{model / TOKEN_LM_FILE} is missing: build it with `edgevoice lm ngram --model {model}`")
+    t0 = time.time()
+    records = [r for r in read_manifest(args.corpus) if r["text"]]
+    dev = [r for r in records if r["split"] == "dev"]
+    random.Random(0).shuffle(dev)
+    dev = dev[: args.dev_utterances]
+    test = [r for r in records if r["split"] == "test"][: args.limit]
+    with ProcessPoolExecutor(args.jobs, initializer=_init_worker, initargs=(str(model),)) as pool:
+        dev_frames = list(pool.map(_encode, [str(audio_path(r, args.corpus)) for r in dev], chunksize=8))
+        test_frames = list(pool.map(_encode, [str(audio_path(r, args.corpus)) for r in test], chunksize=8))
+        dev_refs, test_refs = [r["text"] for r in dev], [r["text"] for r in test]
+
+        def run(frames, settings):
+            return list(pool.map(_search, [(f, settings) for f in frames], chunksize=8))
+
+        grid = []
+        baseline_dev = wer_of(dev_refs, [nb[0][0] for nb in run(dev_frames, None)])
+        for weight, bonus, end_weight in itertools.product(WEIGHTS, BONUSES, END_WEIGHTS):
+            if weight == 0 and (bonus == 0 or end_weight):  # no LM: nothing, or the end term has no effect
+                continue
+            scores = wer_of(dev_refs, [nb[0][0] for nb in run(dev_frames, (weight, bonus, end_weight))])
+            grid.append({"weight": weight, "bonus": bonus, "end_weight": end_weight, **scores})
+            print(f"dev weight {weight} bonus {bonus} end {end_weight}: WER {scores['wer']:.2%}", flush=True)
+        best = min((g for g in grid if g["weight"] > 0), key=lambda g: (g["errors"], g["weight"]))
+        bonus_only = min((g for g in grid if g["weight"] == 0), key=lambda g: g["errors"])
+        settings = (best["weight"], best["bonus"], best["end_weight"])
+        test_none = run(test_frames, None)
+        test_lm = run(test_frames, settings)
+        test_bonus = run(test_frames, (0.0, bonus_only["bonus"], 0.0))
+    if not args.no_write:  # before the stream check below, which loads the recognizer's default
+        (model / LM_FUSION_FILE).write_text(json.dumps(
+            {"weight": settings[0], "bonus": settings[1], "end_weight": settings[2],
+             "tuned_on": f"{len(dev)} utterances of {args.corpus}'s dev split (benchmarks/lm_fusion_eval.py)",
+             "dev_wer_without": baseline_dev["wer"], "dev_wer_with": best["wer"]}, indent=2) + "\n")
+    timed = [str(audio_path(r, args.corpus)) for r in test[: args.rtf_utterances]]
+    rtf_none, _ = stream_rtf(str(model), timed, 0)
+    rtf_lm, stream_texts = stream_rtf(str(model), timed, settings[0])
+    stream_same = sum(t == nb[0][0] for t, nb in zip(stream_texts, test_lm))
+    lm = TokenNgramLM.load(model / TOKEN_LM_FILE)
+
+    by_source = {}
+    for source in sorted({r.get("text_source") or r.get("source") or "?" for r in test}):
+        idx = [i for i, r in enumerate(test) if (r.get("text_source") or r.get("source") or "?") == source]
+        refs = [test_refs[i] for i in idx]
+        by_source[source] = {"utterances": len(idx),
+                             "without": wer_of(refs, [test_none[i][0][0] for i in idx])["wer"],
+                             "with": wer_of(refs, [test_lm[i][0][0] for i in idx])["wer"]}
+    without, with_lm = wer_of(test_refs, [nb[0][0] for nb in test_none]), wer_of(test_refs, [nb[0][0] for nb in test_lm])
+    with_bonus = wer_of(test_refs, [nb[0][0] for nb in test_bonus])
+    result = {
+        "command": f"python benchmarks/lm_fusion_eval.py --model {args.model} --corpus {args.corpus}"
+                   + (f" --limit {args.limit}" if args.limit else ""),
+        "token_lm": {"file": str(model / TOKEN_LM_FILE), "bytes": (model / TOKEN_LM_FILE).stat().st_size,
+                     **{k: lm.meta.get(k) for k in ("order", "sentences", "ngrams", "dev_perplexity")}},
+        "dev": {"utterances": len(dev), "without": baseline_dev, "best": best, "bonus_only": bonus_only, "grid": grid},
+        "settings": {"weight": settings[0], "bonus": settings[1], "end_weight": settings[2]},
+        "test": {"utterances": len(test), "without": without, "with": with_lm,
+                 "bonus_only": {"bonus": bonus_only["bonus"], **with_bonus},
+                 "relative_wer_change": round((with_lm["wer"] - without["wer"]) / without["wer"], 4),
+                 "oracle_wer_without": oracle_wer(test_refs, test_none), "oracle_wer_with": oracle_wer(test_refs, test_lm),
+                 "by_text_source": by_source},
+        "stream": {"utterances": len(timed), "rtf_one_thread_without": round(rtf_none, 4),
+                   "rtf_one_thread_with": round(rtf_lm, 4),
+                   "rtf_overhead": round((rtf_lm - rtf_none) / rtf_none, 4),
+                   "stream_equals_search": stream_same},
+        "wall_seconds": round(time.time() - t0, 1),
+        "machine": f"{os.cpu_count()} CPU cores",
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "lm_fusion_eval.json").write_text(json.dumps(result, indent=2))
+    t = result["test"]
+    lines = [f"# Token n-gram LM fusion in the device's beam search ({len(test)} test utterances, beam 4)", "",
+             f"`{result['command']}`", "",
+             f"Token LM: order {lm.order}, {result['token_lm']['bytes'] / 1e6:.1f} MB, "
+             f"{lm.meta.get('sentences'):,} train-split sentences, dev perplexity {lm.meta.get('dev_perplexity')} per token. "
+             f"Settings tuned on {len(dev)} dev utterances: weight {settings[0]}, bonus {settings[1]} per token, "
+             f"end-of-sentence weight {settings[2]} (dev WER {baseline_dev['wer']:.2%} -> {best['wer']:.2%}).", "",
+             f"Baseline for what the LM adds: the per-token bonus alone (no LM), tuned likewise: bonus "
+             f"{bonus_only['bonus']}, dev WER {bonus_only['wer']:.2%}, test WER {with_bonus['wer']:.2%}.", "",
+             "| test | without LM | with LM |", "|---|---|---|",
+             f"| WER | {t['without']['wer']:.2%} | **{t['with']['wer']:.2%}** ({t['relative_wer_change']:+.1%}) |",
+             f"| SER | {t['without']['ser']:.2%} | {t['with']['ser']:.2%} |",
+             f"| n-best oracle WER | {t['oracle_wer_without']:.2%} | {t['oracle_wer_with']:.2%} |"]
+    for source, s in by_source.items():
+        lines.append(f"| text from {source} ({s['utterances']}) | {s['without']:.2%} | {s['with']:.2%} |")
+    s = result["stream"]
+    lines += [f"| RTF, whole stream, 1 thread ({s['utterances']} utterances) | {s['rtf_one_thread_without']:.4f} | "
+              f"{s['rtf_one_thread_with']:.4f} ({s['rtf_overhead']:+.0%}) |", "",
+              f"- the stream with the LM gave the benchmark's search result on {s['stream_equals_search']}/{s['utterances']} "
+              "timed utterances",
+              f"- {result['machine']}; {result['wall_seconds'] / 60:.0f} min"]
+    (RESULTS / "lm_fusion_eval.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

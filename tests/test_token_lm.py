@@ -1,0 +1,176 @@
+"""The device's token n-gram LM (Kneser-Ney counts, storage) and its shallow fusion in the
+beam search, on the tiny model that overfits four utterances (tiny_model.py)."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from edgevoice.audio.io import read_audio
+from edgevoice.device.model_dir import LM_FUSION_FILE, TOKEN_LM_FILE
+from edgevoice.device.recognizer import Recognizer
+from edgevoice.device.token_lm import TokenNgramLM, build_token_lm
+from edgevoice.errors import ConfigError, ModelError
+from edgevoice.text.tokenizer import Tokenizer
+
+from tiny_model import SENTENCES
+
+TOY = [[3, 4, 5], [3, 4, 6], [7, 4, 5], [3, 8], [9, 4, 5, 3, 4]]
+
+
+def test_distributions_are_normalized_for_seen_and_unseen_contexts():
+    lm = build_token_lm(TOY, vocab_size=12, order=3)
+    for context in [(0,), (0, 3), (3, 4), (4, 5), (11, 10), (0, 11), (5, 3)]:
+        probs = np.exp(lm.log_probs(context).astype(np.float64))
+        assert probs.sum() == pytest.approx(1.0, abs=1e-5)
+        assert probs.min() > 0  # every token keeps some probability, even one the text never has
+
+
+def test_kneser_ney_prefers_what_the_text_says():
+    lm = build_token_lm(TOY, vocab_size=12, order=3)
+    after_3_4 = lm.log_probs((3, 4))
+    assert after_3_4[5] > after_3_4[6] > after_3_4[11]  # seen twice > seen once > never
+    assert lm.log_probs((0, 3))[4] > lm.log_probs((0, 3))[8]
+    assert lm.log_probs((4, 5))[0] > lm.log_probs((4, 5))[9]  # "5" mostly ends a sentence
+    # Continuation counts: "4" follows three different tokens, "8" one, though both are
+    # seen; so after an unseen context "4" is the likelier.
+    assert lm.log_probs((11, 10))[4] > lm.log_probs((11, 10))[8]
+    assert lm.sentence_log_prob([3, 4, 5]) > lm.sentence_log_prob([5, 4, 3])
+    assert lm.perplexity([[3, 4, 5]]) < lm.perplexity([[10, 11, 10]])
+    # Only the last order-1 tokens are the context.
+    assert lm.advance((0, 3), 4) == (3, 4) and lm.advance((3, 4), 5) == (4, 5)
+
+
+def test_building_refuses_bad_input():
+    with pytest.raises(ValueError, match="within 1..11"):
+        build_token_lm([[3, 12]], vocab_size=12)
+    with pytest.raises(ValueError, match="within 1..11"):
+        build_token_lm([[0, 3]], vocab_size=12)  # 0 marks the sentence edges
+    with pytest.raises(ValueError, match="no sentences"):
+        build_token_lm([], vocab_size=12)
+    with pytest.raises(ValueError, match="order"):
+        build_token_lm(TOY, vocab_size=12, order=0)
+
+
+def test_save_and_load_give_the_same_model(tmp_path):
+    lm = build_token_lm(TOY, vocab_size=12, order=4, meta={"what": "toy"})
+    lm.save(tmp_path / "lm.npz")
+    loaded = TokenNgramLM.load(tmp_path / "lm.npz")
+    assert loaded.order == 4 and loaded.meta["what"] == "toy"
+    for context in [(0,), (0, 3, 4), (9, 4, 5), (7, 7, 7)]:
+        np.testing.assert_allclose(loaded.log_probs(context), lm.log_probs(context), atol=1e-6)
+    (tmp_path / "bad.npz").write_bytes((tmp_path / "lm.npz").read_bytes()[:200])
+    with pytest.raises(ModelError, match="bad.npz is not a usable token language model"):
+        TokenNgramLM.load(tmp_path / "bad.npz")
+
+
+@pytest.fixture(scope="module")
+def with_lm(exported, tmp_path_factory):
+    """The tiny model's directory plus a token LM over its four sentences."""
+    d = tmp_path_factory.mktemp("with-lm") / "model"
+    shutil.copytree(exported, d)
+    tokenizer = Tokenizer(d / "tokenizer.model")
+    build_token_lm([tokenizer.encode(s) for s in SENTENCES], tokenizer.vocab_size, order=4).save(d / TOKEN_LM_FILE)
+    (d / LM_FUSION_FILE).write_text(json.dumps({"weight": 0.5, "bonus": 0.25, "end_weight": 1.0}))
+    return d
+
+
+@pytest.fixture(scope="module")
+def audio(corpus):
+    return [read_audio(corpus / f"u{i}.flac") for i in range(len(SENTENCES))]
+
+
+def test_fusion_adds_the_lm_score_of_each_hypothesis(with_lm, exported, audio):
+    fused = Recognizer.load(with_lm)
+    assert fused.lm_fusion is not None and fused.lm_fusion.weight == 0.5
+    plain = Recognizer.load(exported)
+    lm = fused.lm_fusion.lm
+    for samples, sentence in zip(audio, SENTENCES):
+        with_fusion, without = fused.transcribe(samples), plain.transcribe(samples)
+        assert with_fusion.text == without.text == sentence
+        tokens = with_fusion.tokens
+        # The LM scores depend on the tokens alone, so every alignment of the 1-best gets the
+        # same addition: weight x log P_lm(tokens, end) + bonus x tokens.
+        # (Approximately: which alignments stay in the beam to be merged may differ a little.)
+        added = 0.5 * lm.sentence_log_prob(tokens) + 0.25 * len(tokens)
+        assert abs(added) > 0.5
+        assert with_fusion.nbest[0]["score"] == pytest.approx(without.nbest[0]["score"] + added, abs=0.15)
+
+
+def test_weight_zero_is_the_plain_search_and_the_weight_is_checked(with_lm, exported, audio):
+    off = Recognizer.load(with_lm, lm_weight=0)
+    assert off.lm_fusion is None
+    plain = Recognizer.load(exported)
+    for samples in audio:
+        a, b = off.transcribe(samples), plain.transcribe(samples)
+        assert [h["tokens"] for h in a.nbest] == [h["tokens"] for h in b.nbest]
+        assert [h["score"] for h in a.nbest] == pytest.approx([h["score"] for h in b.nbest], abs=1e-5)
+    with pytest.raises(ConfigError, match="lm_weight"):
+        Recognizer.load(with_lm, lm_weight=-1)
+
+
+def test_streaming_with_fusion_equals_one_call(with_lm, audio):
+    recognizer = Recognizer.load(with_lm)
+    for samples in audio:
+        whole = recognizer.transcribe(samples)
+        stream = recognizer.create_stream()
+        for start in range(0, len(samples), 777):
+            stream.accept_waveform(16000, samples[start : start + 777])
+        chunked = stream.finish()
+        assert [h["tokens"] for h in chunked.nbest] == [h["tokens"] for h in whole.nbest]
+        assert [h["score"] for h in chunked.nbest] == pytest.approx([h["score"] for h in whole.nbest], abs=1e-4)
+
+
+def test_a_strong_lm_overrides_weak_acoustic_evidence(with_lm, tmp_path, audio):
+    """An LM that knows one sentence only, weighted far above the acoustics, turns every
+    utterance's best hypothesis towards that sentence's tokens."""
+    d = tmp_path / "one-sentence"
+    shutil.copytree(with_lm, d)
+    tokenizer = Tokenizer(d / "tokenizer.model")
+    target = tokenizer.encode("call mom")
+    build_token_lm([target], tokenizer.vocab_size, order=4).save(d / TOKEN_LM_FILE)
+    (d / LM_FUSION_FILE).write_text(json.dumps({"weight": 3.0, "bonus": 3.0, "end_weight": 1.0}))
+    recognizer = Recognizer.load(d)
+    texts = [recognizer.transcribe(samples).text for samples in audio]
+    assert texts[1] == "call mom"
+    assert sum(t != s for t, s in zip(texts, SENTENCES)) >= 2  # it overrode the acoustics elsewhere
+
+
+def test_bad_lm_files_are_named(with_lm, tmp_path):
+    d = tmp_path / "no-settings"
+    shutil.copytree(with_lm, d)
+    (d / LM_FUSION_FILE).unlink()
+    with pytest.raises(ModelError, match="token_lm.npz needs lm_fusion.json"):
+        Recognizer.load(d)
+    d = tmp_path / "bad-settings"
+    shutil.copytree(with_lm, d)
+    (d / LM_FUSION_FILE).write_text(json.dumps({"weight": "heavy", "bonus": 0, "end_weight": 1}))
+    with pytest.raises(ModelError, match="lm_fusion.json: needs numbers"):
+        Recognizer.load(d)
+    (d / LM_FUSION_FILE).write_text(json.dumps({"weight": 9, "bonus": 0, "end_weight": 1}))
+    with pytest.raises(ModelError, match="weight must be within 0-5"):
+        Recognizer.load(d)
+    d = tmp_path / "corrupt-lm"
+    shutil.copytree(with_lm, d)
+    (d / TOKEN_LM_FILE).write_bytes(b"not an npz")
+    with pytest.raises(ModelError, match="token_lm.npz is not a usable token language model"):
+        Recognizer.load(d)
+    d = tmp_path / "other-vocabulary"
+    shutil.copytree(with_lm, d)
+    build_token_lm(TOY, vocab_size=12).save(d / TOKEN_LM_FILE)
+    with pytest.raises(ModelError, match="12 tokens, the model"):
+        Recognizer.load(d)
+
+
+def test_transcribe_command_takes_an_lm_weight(with_lm, corpus):
+    command = [sys.executable, "-m", "edgevoice.cli", "transcribe", "--model", str(with_lm), "--json",
+               str(corpus / "u2.flac")]
+    fused = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
+    plain = json.loads(subprocess.run(command + ["--lm-weight", "0"], check=True, capture_output=True, text=True).stdout)
+    assert fused["text"] == plain["text"] == SENTENCES[2]
+    assert fused["nbest"][0]["score"] != pytest.approx(plain["nbest"][0]["score"], abs=1e-3)
+    bad = subprocess.run(command + ["--lm-weight", "7"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "lm_weight must be within 0-5" in bad.stderr + bad.stdout
