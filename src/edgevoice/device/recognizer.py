@@ -401,21 +401,22 @@ class Stream:
                 self.observations.append(obs)
         if obs is None:
             return
-        best = trace[-1][0]
         if obs.text != self._last_partial:
             self._last_partial = obs.text
             self.events.append(Event("partial", obs.time, obs.text))
         ep = self.endpointer
         if ep.is_end(obs):
             self._final_end(obs.time)
-        elif ep.is_speculative_end(obs) and best.tokens != self._speculated:
-            reset = self._speculated is not None
-            self._speculated = best.tokens
-            self.events.append(Event("speculative_end", obs.time, obs.text, self._lattice(), reset=reset))
-
-    def _lattice(self) -> Lattice:
-        hyps = self._hypotheses()
-        return Lattice.from_nbest([(h["words"], h["score"]) for h in hyps], self.audio_seconds)
+        elif ep.is_speculative_end(obs):
+            # Ranked as the final result will be (the token LM's end-of-sentence term, bias
+            # phrases left unfinished), so a speculation stands unless the words change.
+            ranked = self._search.nbest(final=True)[0].tokens
+            if ranked != self._speculated:
+                reset = self._speculated is not None
+                self._speculated = ranked
+                hyps = self._hypotheses()
+                lattice = Lattice.from_nbest([(h["words"], h["score"]) for h in hyps], self.audio_seconds)
+                self.events.append(Event("speculative_end", obs.time, hyps[0]["text"], lattice, reset=reset))
 
     def _final_end(self, at: float) -> None:
         """The request is over (end-pointer, or end of audio): the final result, and with an

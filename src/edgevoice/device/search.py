@@ -49,11 +49,18 @@ class LMFusion:
         if not (0 <= self.weight <= 5 and -5 <= self.bonus <= 5 and 0 <= self.end_weight <= 5):
             raise ValueError(f"LM fusion weight {self.weight} (0-5), bonus {self.bonus} (-5..5) or "
                              f"end weight {self.end_weight} (0-5) out of range")
+        object.__setattr__(self, "_scores", {})  # context -> token_scores (a beam revisits them every frame)
 
     def token_scores(self, context: tuple) -> np.ndarray:
         """What each token adds to a hypothesis with this LM context [V]; 0 for blank."""
-        add = self.weight * self.lm.log_probs(context) + np.float32(self.bonus)
-        add[0] = 0.0
+        add = self._scores.get(context)
+        if add is None:
+            if len(self._scores) >= 4096:  # bounded for endless streams; refilled as needed
+                self._scores.clear()
+            add = self.weight * self.lm.log_probs(context) + np.float32(self.bonus)
+            add[0] = 0.0
+            add.flags.writeable = False
+            self._scores[context] = add
         return add
 
     def end_score(self, context: tuple) -> float:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import math
 import zipfile
-from collections import Counter, OrderedDict, defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Iterable
 
@@ -54,7 +54,7 @@ class TokenNgramLM:
         self._next_tokens = next_tokens.astype(np.int64)
         self._next_probs = next_probs.astype(np.float64)
         self.meta = dict(meta or {})
-        self._cache: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self._cache: dict[tuple, np.ndarray] = {}
 
     # --- querying -------------------------------------------------------------------------
     def start(self) -> tuple[int, ...]:
@@ -67,12 +67,11 @@ class TokenNgramLM:
         return (context + (token,))[-keep:] if keep else ()
 
     def log_probs(self, context: tuple[int, ...]) -> np.ndarray:
-        """log P(token | context) for every token id [V] (float32; id 0 = end of sentence).
-        Cached: hypotheses of a beam share contexts."""
+        """log P(token | context) for every token id [V] (float32, read-only; id 0 = end of
+        sentence). Cached: hypotheses of a beam share contexts."""
         key = context[-(self.order - 1):] if self.order > 1 else ()
         cached = self._cache.get(key)
         if cached is not None:
-            self._cache.move_to_end(key)
             return cached
         probs = self.unigram.copy()
         for k in range(1, len(key) + 1):
@@ -83,9 +82,10 @@ class TokenNgramLM:
             probs *= self._gammas[i]
             probs[self._next_tokens[lo:hi]] += self._next_probs[lo:hi]
         out = np.log(np.maximum(probs, 1e-30)).astype(np.float32)
+        out.flags.writeable = False  # shared by every hypothesis (and thread) with this context
+        if len(self._cache) >= CACHE_SIZE:  # bounded; a plain dict stays safe across threads
+            self._cache.clear()
         self._cache[key] = out
-        if len(self._cache) > CACHE_SIZE:
-            self._cache.popitem(last=False)
         return out
 
     def sentence_log_prob(self, tokens: Iterable[int]) -> float:
