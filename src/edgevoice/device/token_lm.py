@@ -30,31 +30,59 @@ import numpy as np
 from edgevoice.errors import ModelError
 
 BOUNDARY = 0  # the blank id: sentence start in a context, sentence end as a prediction
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: contexts stored as sorted int64 keys
 UNIFORM_SHARE = 1e-3  # of the unigram, spread over the whole vocabulary
 CACHE_SIZE = 8192  # distributions kept by context; a beam touches a few dozen a second
 
 
-class TokenNgramLM:
-    """P(token | up to order-1 previous tokens) over the recognizer's vocabulary."""
+def context_key(context: tuple[int, ...], bits: int) -> int:
+    """One int64 per context: its length, then its tokens, `bits` each."""
+    key = len(context)
+    for t in context:
+        key = (key << bits) | int(t)
+    return key
 
-    def __init__(self, order: int, vocab_size: int, unigram: np.ndarray, contexts: list[tuple[int, ...]],
+
+def key_bits(vocab_size: int) -> int:
+    return max(1, (vocab_size - 1).bit_length())
+
+
+class TokenNgramLM:
+    """P(token | up to order-1 previous tokens) over the recognizer's vocabulary.
+
+    Each context seen in the text is one int64 key (`context_key`) in a sorted array, with
+    its back-off weight and the slice of its explicit (token, probability) pairs: ~30 MB in
+    memory for the bundled 6-gram, where a dict of tuples took ~300 MB."""
+
+    def __init__(self, order: int, vocab_size: int, unigram: np.ndarray, context_keys: np.ndarray,
                  gammas: np.ndarray, offsets: np.ndarray, next_tokens: np.ndarray, next_probs: np.ndarray,
                  meta: dict | None = None):
         if order < 1 or vocab_size < 2 or unigram.shape != (vocab_size,):
             raise ModelError(f"token LM: inconsistent order {order} / vocabulary {vocab_size} / unigram {unigram.shape}")
-        if not (len(contexts) == len(gammas) == len(offsets) - 1) or offsets[-1] != len(next_tokens) != len(next_probs):
+        if not (len(context_keys) == len(gammas) == len(offsets) - 1) or offsets[-1] != len(next_tokens) \
+                or len(next_tokens) != len(next_probs):
             raise ModelError("token LM: context tables of different lengths")
         self.order = order
         self.vocab_size = vocab_size
+        self._bits = key_bits(vocab_size)
+        if (order - 1) * self._bits + 4 > 63:
+            raise ModelError(f"token LM: order {order} is too high for a vocabulary of {vocab_size} (context keys)")
+        self._keys = np.asarray(context_keys, np.int64)
+        if len(self._keys) > 1 and not (np.diff(self._keys) > 0).all():
+            raise ModelError("token LM: context keys are not sorted and distinct")
         self.unigram = unigram.astype(np.float64)
-        self._index = {ctx: i for i, ctx in enumerate(contexts)}
-        self._gammas = gammas.astype(np.float64)
-        self._offsets = offsets
-        self._next_tokens = next_tokens.astype(np.int64)
-        self._next_probs = next_probs.astype(np.float64)
+        # Compact types: a device holds these for as long as it runs.
+        self._gammas = np.asarray(gammas, np.float32)
+        self._offsets = np.asarray(offsets, np.int64)
+        self._next_tokens = np.asarray(next_tokens, np.int32)
+        self._next_probs = np.asarray(next_probs, np.float32)
         self.meta = dict(meta or {})
         self._cache: dict[tuple, np.ndarray] = {}
+
+    def _find(self, context: tuple[int, ...]) -> int | None:
+        key = context_key(context, self._bits)
+        i = int(np.searchsorted(self._keys, key))
+        return i if i < len(self._keys) and self._keys[i] == key else None
 
     # --- querying -------------------------------------------------------------------------
     def start(self) -> tuple[int, ...]:
@@ -75,11 +103,11 @@ class TokenNgramLM:
             return cached
         probs = self.unigram.copy()
         for k in range(1, len(key) + 1):
-            i = self._index.get(key[-k:])
+            i = self._find(key[-k:])
             if i is None:  # a longer context was never seen if this one was not
                 break
             lo, hi = self._offsets[i], self._offsets[i + 1]
-            probs *= self._gammas[i]
+            probs *= float(self._gammas[i])
             probs[self._next_tokens[lo:hi]] += self._next_probs[lo:hi]
         out = np.log(np.maximum(probs, 1e-30)).astype(np.float32)
         out.flags.writeable = False  # shared by every hypothesis (and thread) with this context
@@ -104,15 +132,11 @@ class TokenNgramLM:
 
     # --- storage --------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
-        contexts = sorted(self._index, key=self._index.get)
-        lengths = np.array([len(c) for c in contexts], np.int8)
-        flat = np.array([t for c in contexts for t in c], np.uint16)
         np.savez_compressed(
             path, format_version=np.array(FORMAT_VERSION), order=np.array(self.order),
-            vocab_size=np.array(self.vocab_size), unigram=self.unigram.astype(np.float32),
-            context_lengths=lengths, context_tokens=flat, gammas=self._gammas.astype(np.float32),
-            offsets=self._offsets.astype(np.int64), next_tokens=self._next_tokens.astype(np.uint16),
-            next_probs=self._next_probs.astype(np.float32), meta=np.array(json.dumps(self.meta)))
+            vocab_size=np.array(self.vocab_size), unigram=self.unigram.astype(np.float32), context_keys=self._keys,
+            gammas=self._gammas, offsets=self._offsets, next_tokens=self._next_tokens.astype(np.uint16),
+            next_probs=self._next_probs, meta=np.array(json.dumps(self.meta)))
 
     @staticmethod
     def load(path: str | Path) -> "TokenNgramLM":
@@ -122,12 +146,9 @@ class TokenNgramLM:
                 version = int(z["format_version"])
                 if version != FORMAT_VERSION:
                     raise ModelError(f"{path}: token LM format {version}, this edgevoice reads {FORMAT_VERSION}")
-                lengths = z["context_lengths"].astype(np.int64)
-                flat = z["context_tokens"].astype(np.int64).tolist()
-                ends = np.cumsum(lengths).tolist()
-                contexts = [tuple(flat[e - n:e]) for e, n in zip(ends, lengths.tolist())]
-                return TokenNgramLM(int(z["order"]), int(z["vocab_size"]), z["unigram"], contexts, z["gammas"],
-                                    z["offsets"], z["next_tokens"], z["next_probs"], json.loads(str(z["meta"])))
+                return TokenNgramLM(int(z["order"]), int(z["vocab_size"]), z["unigram"], z["context_keys"],
+                                    z["gammas"], z["offsets"], z["next_tokens"], z["next_probs"],
+                                    json.loads(str(z["meta"])))
         except ModelError:
             raise
         except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
@@ -201,5 +222,15 @@ def build_token_lm(sentences: Iterable[list[int]], vocab_size: int, order: int =
             offsets.append(len(next_tokens))
     info = {"order": order, "sentences": sentence_count, "discounts": {str(k): round(v, 4) for k, v in discounts.items()},
             "ngrams": {str(n): len(counts[n]) for n in range(1, order + 1)}, **(meta or {})}
-    return TokenNgramLM(order, vocab_size, unigram, contexts, np.array(gammas), np.array(offsets, np.int64),
-                        np.array(next_tokens, np.int64), np.array(next_probs), info)
+    # Contexts in key order, each with its slice of (token, probability) pairs.
+    bits = key_bits(vocab_size)
+    if (order - 1) * bits + 4 > 63:
+        raise ValueError(f"order {order} is too high for a vocabulary of {vocab_size}")
+    keys = np.array([context_key(c, bits) for c in contexts], np.int64)
+    order_of = np.argsort(keys, kind="stable")
+    offsets_arr = np.array(offsets, np.int64)
+    starts, ends = offsets_arr[:-1][order_of], offsets_arr[1:][order_of]
+    pick = np.concatenate([np.arange(a, b) for a, b in zip(starts, ends)]) if len(starts) else np.zeros(0, np.int64)
+    new_offsets = np.concatenate([[0], np.cumsum(ends - starts)]).astype(np.int64)
+    return TokenNgramLM(order, vocab_size, unigram, keys[order_of], np.array(gammas)[order_of], new_offsets,
+                        np.array(next_tokens, np.int64)[pick], np.array(next_probs)[pick], info)
