@@ -174,3 +174,22 @@ def test_transcribe_command_takes_an_lm_weight(with_lm, corpus):
     assert fused["nbest"][0]["score"] != pytest.approx(plain["nbest"][0]["score"], abs=1e-3)
     bad = subprocess.run(command + ["--lm-weight", "7"], capture_output=True, text=True)
     assert bad.returncode != 0 and "lm_weight must be within 0-5" in bad.stderr + bad.stdout
+
+
+def test_ngram_command_counts_the_train_text_in_the_models_tokens(exported, tmp_path):
+    from conftest import shared_data_or_skip
+
+    shared_data_or_skip()
+    out = tmp_path / "lm.npz"
+    done = subprocess.run([sys.executable, "-m", "edgevoice.cli", "lm", "ngram", "--model", str(exported), "--out",
+                           str(out), "--order", "3", "--template-samples", "300"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    lm = TokenNgramLM.load(out)
+    tokenizer = Tokenizer(exported / "tokenizer.model")
+    assert lm.order == 3 and lm.vocab_size == tokenizer.vocab_size
+    assert summary["sentences"] > 10000 and 1 < summary["dev_perplexity"] < tokenizer.vocab_size
+    # A wake word starts requests, so it is likelier at the start than after "the".
+    wake = tokenizer.encode("computer")[0]
+    the = tokenizer.encode("the")
+    assert lm.log_probs(lm.start())[wake] > lm.log_probs(tuple(the[-2:]))[wake]
