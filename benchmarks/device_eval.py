@@ -29,6 +29,7 @@ import numpy as np
 from edgevoice.audio.io import read_audio
 from edgevoice.corpus.manifest import audio_path, read_manifest
 from edgevoice.device.recognizer import Recognizer
+from edgevoice.device.search import LMFusion
 from edgevoice.text.metrics import error_counts
 
 RESULTS = Path(__file__).parent / "results"
@@ -38,8 +39,13 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q)) if values else float("nan")
 
 
-def run_device(model: str, precision: str, audio: list[np.ndarray], refs: list[str], lm_weight: float | None = None) -> dict:
+def run_device(model: str, precision: str, audio: list[np.ndarray], refs: list[str], lm_weight: float | None = None,
+               lm_settings: tuple | None = None) -> dict:
+    """lm_weight: as Recognizer.load; lm_settings: (weight, bonus, end weight) to use instead
+    of the model's lm_fusion.json (a model with a token LM)."""
     recognizer = Recognizer.load(model, precision=precision, beam=4, threads=1, lm_weight=lm_weight)
+    if lm_settings is not None and recognizer.lm_fusion is not None:
+        recognizer.lm_fusion = LMFusion(recognizer.lm_fusion.lm, *lm_settings)
     recognizer.transcribe(audio[0])  # warm-up: first-call allocations are not the steady state
     hyps, lattice_bytes, oracle_errors, finish, compute, seconds = [], [], 0, [], 0.0, 0.0
     block = 1600  # 100 ms, as a microphone delivers it

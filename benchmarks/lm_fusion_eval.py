@@ -7,7 +7,8 @@ Tunes the fusion weight, the per-token bonus and the end-of-sentence weight on t
 corpus's dev split (dev voices, dev sentences), writes them to MODEL/lm_fusion.json (the
 recognizer's default from then on), and measures on the held-out test split, with the
 device runtime (ONNX, beam 4): WER and SER without and with the LM, per text source, the
-lattice oracle WER, and the real-time factor of the whole stream on one thread.
+lattice oracle WER, and the real-time factor of the whole stream on one thread
+(device_eval.run_device).
 
 The encoder runs once per utterance; each setting re-runs only the beam search over its
 frames (the same search the stream runs: checked on every test utterance of the final run).
@@ -21,7 +22,6 @@ import itertools
 import json
 import os
 import random
-import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -35,6 +35,8 @@ from edgevoice.device.recognizer import Recognizer
 from edgevoice.device.search import BeamSearch, LMFusion
 from edgevoice.device.token_lm import TokenNgramLM
 from edgevoice.text.metrics import error_counts
+
+from device_eval import run_device  # whole streams as a microphone feeds them (benchmarks/ is on the path)
 
 RESULTS = Path(__file__).parent / "results"
 WEIGHTS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3)  # 0: the per-token bonus alone, no LM (a baseline)
@@ -85,24 +87,6 @@ def oracle_wer(refs: list[str], nbests: list[list[tuple[str, float]]]) -> float:
     return round(errors / sum(len(r.split()) for r in refs), 4)
 
 
-def stream_rtf(model: str, paths: list[str], lm_weight: float | None) -> tuple[float, list[str]]:
-    """Real-time factor of whole streams (features, encoder, search with or without the LM),
-    one thread, fed in 100 ms blocks; and their texts."""
-    recognizer = Recognizer.load(model, beam=4, threads=1, lm_weight=lm_weight)
-    compute = seconds = 0.0
-    texts = []
-    for path in paths:
-        samples = read_audio(path)
-        stream = recognizer.create_stream()
-        for start in range(0, len(samples), 1600):
-            stream.accept_waveform(16000, samples[start : start + 1600])
-        result = stream.finish()
-        compute += result.compute_seconds
-        seconds += result.audio_seconds
-        texts.append(result.text)
-    return compute / seconds, texts
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="models/default")
@@ -149,9 +133,11 @@ def main() -> None:
             {"weight": settings[0], "bonus": settings[1], "end_weight": settings[2],
              "tuned_on": f"{len(dev)} utterances of {args.corpus}'s dev split (benchmarks/lm_fusion_eval.py)",
              "dev_wer_without": baseline_dev["wer"], "dev_wer_with": best["wer"]}, indent=2) + "\n")
-    timed = [str(audio_path(r, args.corpus)) for r in test[: args.rtf_utterances]]
-    rtf_none, _ = stream_rtf(str(model), timed, 0)
-    rtf_lm, stream_texts = stream_rtf(str(model), timed, settings[0])
+    timed = test[: args.rtf_utterances]
+    timed_audio, timed_refs = [read_audio(audio_path(r, args.corpus)) for r in timed], [r["text"] for r in timed]
+    rtf_none = run_device(str(model), "float32", timed_audio, timed_refs, lm_weight=0)["rtf_one_thread"]
+    with_lm = run_device(str(model), "float32", timed_audio, timed_refs, lm_settings=settings)
+    rtf_lm, stream_texts = with_lm["rtf_one_thread"], with_lm["hyps"]
     stream_same = sum(t == nb[0][0] for t, nb in zip(stream_texts, test_lm))
     lm = TokenNgramLM.load(model / TOKEN_LM_FILE)
 

@@ -49,22 +49,29 @@ class LMFusion:
         if not (0 <= self.weight <= 5 and -5 <= self.bonus <= 5 and 0 <= self.end_weight <= 5):
             raise ValueError(f"LM fusion weight {self.weight} (0-5), bonus {self.bonus} (-5..5) or "
                              f"end weight {self.end_weight} (0-5) out of range")
-        object.__setattr__(self, "_scores", {})  # context -> token_scores (a beam revisits them every frame)
+        # context -> (what each token adds, the end-of-sentence term): a beam revisits the
+        # same few contexts every frame. A plain dict, cleared when full, is safe across threads.
+        object.__setattr__(self, "_by_context", {})
+
+    def _scores(self, context: tuple) -> tuple[np.ndarray, float]:
+        cached = self._by_context.get(context)
+        if cached is None:
+            if len(self._by_context) >= 4096:  # bounded for endless streams; refilled as needed
+                self._by_context.clear()
+            log_probs = self.lm.log_probs(context)
+            add = self.weight * log_probs + np.float32(self.bonus)
+            add[0] = 0.0  # blank: no token, nothing from the LM
+            add.flags.writeable = False
+            cached = self._by_context[context] = (add, self.weight * self.end_weight * float(log_probs[0]))
+        return cached
 
     def token_scores(self, context: tuple) -> np.ndarray:
         """What each token adds to a hypothesis with this LM context [V]; 0 for blank."""
-        add = self._scores.get(context)
-        if add is None:
-            if len(self._scores) >= 4096:  # bounded for endless streams; refilled as needed
-                self._scores.clear()
-            add = self.weight * self.lm.log_probs(context) + np.float32(self.bonus)
-            add[0] = 0.0
-            add.flags.writeable = False
-            self._scores[context] = add
-        return add
+        return self._scores(context)[0]
 
     def end_score(self, context: tuple) -> float:
-        return self.weight * self.end_weight * float(self.lm.log_probs(context)[0])
+        """What a finished hypothesis with this LM context adds (its end of sentence)."""
+        return self._scores(context)[1]
 
 
 def _logaddexp(a: float, b: float) -> float:

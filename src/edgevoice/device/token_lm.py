@@ -32,7 +32,6 @@ from edgevoice.errors import ModelError
 BOUNDARY = 0  # the blank id: sentence start in a context, sentence end as a prediction
 FORMAT_VERSION = 2  # 2: contexts stored as sorted int64 keys
 UNIFORM_SHARE = 1e-3  # of the unigram, spread over the whole vocabulary
-CACHE_SIZE = 8192  # distributions kept by context; a beam touches a few dozen a second
 
 
 def context_key(context: tuple[int, ...], bits: int) -> int:
@@ -77,7 +76,6 @@ class TokenNgramLM:
         self._next_tokens = np.asarray(next_tokens, np.int32)
         self._next_probs = np.asarray(next_probs, np.float32)
         self.meta = dict(meta or {})
-        self._cache: dict[tuple, np.ndarray] = {}
 
     def _find(self, context: tuple[int, ...]) -> int | None:
         key = context_key(context, self._bits)
@@ -95,12 +93,9 @@ class TokenNgramLM:
         return (context + (token,))[-keep:] if keep else ()
 
     def log_probs(self, context: tuple[int, ...]) -> np.ndarray:
-        """log P(token | context) for every token id [V] (float32, read-only; id 0 = end of
-        sentence). Cached: hypotheses of a beam share contexts."""
+        """log P(token | context) for every token id [V] (float32; id 0 = end of sentence).
+        Not cached here: the beam search keeps what it needs per context (search.LMFusion)."""
         key = context[-(self.order - 1):] if self.order > 1 else ()
-        cached = self._cache.get(key)
-        if cached is not None:
-            return cached
         probs = self.unigram.copy()
         for k in range(1, len(key) + 1):
             i = self._find(key[-k:])
@@ -109,12 +104,7 @@ class TokenNgramLM:
             lo, hi = self._offsets[i], self._offsets[i + 1]
             probs *= float(self._gammas[i])
             probs[self._next_tokens[lo:hi]] += self._next_probs[lo:hi]
-        out = np.log(np.maximum(probs, 1e-30)).astype(np.float32)
-        out.flags.writeable = False  # shared by every hypothesis (and thread) with this context
-        if len(self._cache) >= CACHE_SIZE:  # bounded; a plain dict stays safe across threads
-            self._cache.clear()
-        self._cache[key] = out
-        return out
+        return np.log(np.maximum(probs, 1e-30)).astype(np.float32)
 
     def sentence_log_prob(self, tokens: Iterable[int]) -> float:
         """log P(tokens, end) in nats."""
