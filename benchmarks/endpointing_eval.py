@@ -13,15 +13,20 @@ its test split (unseen voices and sentences) is what is reported.
 2. The end-of-query detector (logistic over the encoder frames around the last speech
    before a silence: a pause inside the request, or its end?) is fitted on the silences of
    `--eoq-corpus` (`corpus build --profile endpointing-train`: training voices and
-   sentences), with the speech detector of step 1 deciding where silences start.
+   sentences), with the speech detector of step 1 deciding where silences start; its
+   weight decay is the one of EOQ_L2 that tells them apart best on dev.
 3. Every utterance is decoded again with both, recording the per-frame evidence
    (FrameObservation) the stream computes.
-4. Three end-pointers are fitted on dev: logistic regressions over dev frames on all the
-   evidence and on silence alone, and the rule "silence + theta * end-of-query log-odds"
-   with theta searched on dev. Each is planned on dev with its speculative look-ahead: the
-   quickest final threshold within the premature-cut target for which a look-ahead keeps
-   early speculations (resets) within their target and leads by 200 ms at the median. The
-   candidate with the quickest such plan is shipped (without any, the quickest final end).
+4. Four end-pointers are fitted on dev: logistic regressions over dev frames on all the
+   evidence and on silence alone, the rule "silence + theta * end-of-query log-odds" with
+   theta searched on dev, and the rule "silence + theta * end-of-query log-odds + phi *
+   log P(end of sentence | words)" (the recognizer's token LM) with both searched. Each is
+   planned on dev with its speculative look-ahead: the quickest final threshold within the
+   premature-cut target for which a look-ahead keeps resets within their target and leads
+   by 200 ms at the median, speculations simulated as the stream emits them (again whenever
+   the words change while the speculative end-pointer fires; each after the first a reset,
+   as is one before the end of speech; the lead counted from the last). The candidate with
+   the quickest such plan is shipped (without any, the quickest final end).
 5. On test, streams run with the real event code (partial / speculative_end / final_end),
    for the learned end-pointer and for the rule baseline (sherpa-onnx: 1.2 s / 2.4 s).
    A decision can only be made when a chunk has been decoded, so its time is the end of
@@ -49,7 +54,8 @@ import numpy as np
 
 from edgevoice.audio.io import read_audio
 from edgevoice.corpus.manifest import audio_path, read_manifest
-from edgevoice.device.endpoint import (END_OF_QUERY_FEATURES, FEATURES, SILENCE_FEATURES, EndOfQueryDetector,
+from edgevoice.device.endpoint import (END_OF_QUERY_FEATURES, FEATURES, LM_END_FEATURES, SILENCE_FEATURES,
+                                       EndOfQueryDetector,
                                        EndOfSentenceModel, LearnedEndpointer, RuleEndpointer, SpeechDetector,
                                        feature_vector)
 from edgevoice.device.nlu import TemplateNLU
@@ -157,16 +163,30 @@ def auc(scores, labels) -> float:
     return float((pos[:, None] > neg[None, :]).mean() + 0.5 * (pos[:, None] == neg[None, :]).mean())
 
 
-def fit_end_of_query(recognizer, detector, records, folder) -> tuple[EndOfQueryDetector, dict]:
+EOQ_L2 = (1e-3, 3e-3, 1e-2)  # weight decays tried for the end-of-query detector (641 inputs: it overfits)
+
+
+def eoq_samples(recognizer, detector, records, folder) -> tuple[np.ndarray, np.ndarray]:
     samples = []
     for rec in records:
         obs, enc = observe(recognizer, None, None, read_audio(audio_path(rec, folder)), detector, encoder_frames=True)
         samples += end_of_query_samples(rec, obs, enc)
-    x = np.stack([s[0] for s in samples])
-    y = np.array([s[1] for s in samples])
-    eoq = EndOfQueryDetector.fit(x, y)
-    return eoq, {"utterances": len(records), "silences": len(y), "end_share": round(float(y.mean()), 4),
-                 "auc_fit": round(auc([eoq.log_odds_of_inputs(v) for v in x], y), 4)}
+    return np.stack([s[0] for s in samples]), np.array([s[1] for s in samples])
+
+
+def fit_end_of_query(recognizer, detector, records, dev_records, dev_folder) -> tuple[EndOfQueryDetector, dict]:
+    """Fitted on the silences of `records` ((folder, its records) pairs), with the weight decay of EOQ_L2 that tells ends from
+    pauses best on the dev silences (AUC)."""
+    parts = [eoq_samples(recognizer, detector, recs, f) for f, recs in records]
+    x, y = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    x_dev, y_dev = eoq_samples(recognizer, detector, dev_records, dev_folder)
+    fits = {l2: EndOfQueryDetector.fit(x, y, l2=l2) for l2 in EOQ_L2}
+    dev_auc = {l2: auc([m.log_odds_of_inputs(v) for v in x_dev], y_dev) for l2, m in fits.items()}
+    l2 = max(dev_auc, key=dev_auc.get)
+    eoq = fits[l2]
+    return eoq, {"utterances": sum(len(recs) for _, recs in records), "silences": len(y), "end_share": round(float(y.mean()), 4),
+                 "auc_fit": round(auc([eoq.log_odds_of_inputs(v) for v in x], y), 4), "l2": l2,
+                 "auc_dev_by_l2": {str(k): round(v, 4) for k, v in dev_auc.items()}}
 
 
 def end_of_query_auc(eoq, records, observations) -> float:
@@ -217,7 +237,12 @@ def sweep(records, observations, make_decider, thresholds, chunk_seconds):
     return out
 
 
-LOOKAHEADS = (0.16, 0.2, 0.24, 0.28, 0.32)  # speculative look-aheads tried (s)
+def lookaheads_for(chunk_seconds: float, shortest: float = 0.16, longest: float = 0.32) -> tuple[float, ...]:
+    """Speculative look-aheads tried (s): whole decision steps. Decisions come once per chunk,
+    so a look-ahead between two steps leads by one or the other at random (0.2 s at 80 ms
+    steps: 0.16 or 0.24 s, and a median lead that flips between them from set to set)."""
+    first, last = math.ceil(shortest / chunk_seconds - 1e-9), math.floor(longest / chunk_seconds + 1e-9)
+    return tuple(round(k * chunk_seconds, 4) for k in range(first, last + 1))
 
 
 class DecisionTable:
@@ -227,11 +252,33 @@ class DecisionTable:
 
     def __init__(self, records, observations, chunk_seconds, lookaheads):
         self.ends = np.array([r["speech_end"] for r in records])
+        self.lookaheads = tuple(lookaheads)
         self.points = []
         for obs in observations:
             at = [o for o in obs if abs(o.time / chunk_seconds - round(o.time / chunk_seconds)) < 1e-6]
             self.points.append((np.array([o.time for o in at]), np.array([o.num_tokens > 0 for o in at]),
                                 {la: np.stack([feature_vector(o, la) for o in at]) for la in (0.0, *lookaheads)}))
+        self.texts = [[o.text for o in obs if abs(o.time / chunk_seconds - round(o.time / chunk_seconds)) < 1e-6]
+                      for obs in observations]
+
+    def speculations(self, weights, threshold, lookahead, final: np.ndarray) -> list[list[float]]:
+        """Per utterance, the times of its speculative_end events before the final end, as the
+        stream emits them: at a decision point where the speculative end-pointer fires and the
+        words differ from the last speculation's (the running best hypothesis standing for the
+        ranked one). Evidence that rises and falls with the words (the LM's end of sentence)
+        can speculate more than once; each later one is a reset."""
+        z_min = math.log(threshold / (1 - threshold)) if threshold < 1 else math.inf
+        w = np.asarray(weights)
+        out = []
+        for (times, tokens, feats), texts, end in zip(self.points, self.texts, final):
+            fire = (feats[lookahead] @ w >= z_min) & tokens & ~(times >= (end if not np.isnan(end) else np.inf))
+            events, last = [], None
+            for k in np.flatnonzero(fire):
+                if texts[k] != last:
+                    events.append(float(times[k]))
+                    last = texts[k]
+            out.append(events)
+        return out
 
     def times(self, weights, threshold, lookahead=0.0, max_utterance=20.0) -> np.ndarray:
         """Decision times (NaN: none), as LearnedEndpointer.is_end decides."""
@@ -248,18 +295,20 @@ class DecisionTable:
 def plan_on_dev(table: DecisionTable, weights, thresholds, targets: dict, fixed_lookahead=None) -> dict:
     """The final threshold and speculative look-ahead for one end-pointer, on dev: of the
     thresholds whose premature cuts stay within target, the one with the lowest median delay
-    for which some look-ahead speculates early (a reset later) in at most the reset target of
-    utterances and leads the final end by the lead target at the median (the shortest such
+    for which some look-ahead resets (DecisionTable.speculations) in at most the reset target
+    of utterances and leads the final end by the lead target at the median (the shortest such
     look-ahead: a longer one buys nothing but resets). Without any, the lowest-delay threshold
     and the look-ahead chosen as before (meets_goals false)."""
     ends = table.ends
     n = len(ends)
 
     def speculation(final, th, la):
-        spec = table.times(weights, th, la)
-        both = ~np.isnan(spec) & ~np.isnan(final)
-        return {"premature_rate": float(np.sum(spec[~np.isnan(spec)] < ends[~np.isnan(spec)]) / n),
-                "median_lead": float(np.median(final[both] - spec[both])) if both.any() else None}
+        # Resets: more than one speculation, or one before the end of speech (the final end
+        # then comes after new words); the lead: the final end less the last speculation.
+        events = table.speculations(weights, th, la, final)
+        resets = sum(len(e) > 1 or (len(e) == 1 and e[0] < end) for e, end in zip(events, ends))
+        leads = [f - e[-1] for e, f in zip(events, final) if e and not np.isnan(f)]
+        return {"reset_rate": resets / n, "median_lead": float(np.median(leads)) if leads else None}
 
     usable = []
     for th in thresholds:
@@ -277,16 +326,16 @@ def plan_on_dev(table: DecisionTable, weights, thresholds, targets: dict, fixed_
         usable = [({"threshold": thresholds[-1], "premature_rate": float(np.nansum(final < ends) / n), "missed_rate": 0.0,
                     "median_delay": float(np.nanmedian(final - ends)), "p90_delay": None}, final)]
     usable.sort(key=lambda u: u[0]["median_delay"])
-    lookaheads = LOOKAHEADS if fixed_lookahead is None else (fixed_lookahead,)
+    lookaheads = table.lookaheads if fixed_lookahead is None else (fixed_lookahead,)
     for dev, final in usable:
         for la in lookaheads:
             spec = speculation(final, dev["threshold"], la)
-            if spec["premature_rate"] <= targets["resets"] and (spec["median_lead"] or 0.0) >= targets["lead"] - 1e-9:
+            if spec["reset_rate"] <= targets["resets"] and (spec["median_lead"] or 0.0) >= targets["lead"] - 1e-9:
                 return {"threshold": dev["threshold"], "dev": dev, "lookahead": la, "speculation": spec,
                         "meets_goals": dev["premature_rate"] <= targets["premature"], "lookaheads": None}
     dev, final = usable[0]
     by_la = {la: speculation(final, dev["threshold"], la) for la in lookaheads}
-    within = [la for la, v in by_la.items() if v["premature_rate"] <= targets["resets"]]
+    within = [la for la, v in by_la.items() if v["reset_rate"] <= targets["resets"]]
     leading = [la for la in within if (by_la[la]["median_lead"] or 0.0) >= targets["lead"] - 1e-9]
     la = min(leading) if leading else max(within) if within else min(by_la)
     return {"threshold": dev["threshold"], "dev": dev, "lookahead": la, "speculation": by_la[la], "meets_goals": False,
@@ -419,15 +468,16 @@ def main() -> None:
     ap.add_argument("--text-corpus", default="corpora/bench20", help="corpus whose train-split text fits the end-of-sentence model")
     ap.add_argument("--chunk-frames", type=int, default=8, help="decode (and decide) every N 10 ms frames")
     ap.add_argument("--lookahead", type=float, default=None,
-                    help="speculative look-ahead (s); default: planned on dev with the final threshold, of 0.16-0.32 s "
-                         "the shortest whose speculations come before the end of speech (each a reset later) in at most "
+                    help="speculative look-ahead (s); default: planned on dev with the final threshold, of the whole "
+                         "decision steps within 0.16-0.32 s, "
+                         "the shortest that resets (speculates in a pause, or more than once) in at most "
                          "--reset-target of utterances and lead the final end by --lead-target at the median")
     ap.add_argument("--lead-target", type=float, default=0.2, help="speculative lead over the final end wanted (s)")
-    ap.add_argument("--reset-target", type=float, default=0.04, help="premature speculations allowed on dev")
+    ap.add_argument("--reset-target", type=float, default=0.04, help="resets allowed on dev (share of utterances)")
     ap.add_argument("--premature-target", type=float, default=0.005, help="premature-cut rate allowed on dev")
     ap.add_argument("--eoq-corpus", default="corpora/endpointing_train",
-                    help="`corpus build --profile endpointing-train` folder the end-of-query detector is fitted on "
-                         "('' for none)")
+                    help="`corpus build --profile endpointing-train` folder(s), comma-separated, the end-of-query "
+                         "detector is fitted on ('' for none)")
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--out", default=str(RESULTS / "endpointing_eval"), help="results prefix (.json, .md, .png)")
     ap.add_argument("--endpointer-out", default=None,
@@ -451,8 +501,9 @@ def main() -> None:
     detector, detector_fit = fit_speech_detector(recognizer, nlu, eos, dev, folder)
     eoq, eoq_fit = None, None
     if args.eoq_corpus:
-        eoq_records = [r for r in read_manifest(args.eoq_corpus) if r["text"] and r["split"] == "train"][: args.limit]
-        eoq, eoq_fit = fit_end_of_query(recognizer, detector, eoq_records, Path(args.eoq_corpus))
+        eoq_records = [(Path(c), [r for r in read_manifest(c) if r["text"] and r["split"] == "train"][: args.limit])
+                       for c in args.eoq_corpus.split(",")]
+        eoq, eoq_fit = fit_end_of_query(recognizer, detector, eoq_records, dev, folder)
     obs_dev = [observe(recognizer, nlu, eos, read_audio(audio_path(r, folder)), detector, end_of_query=eoq) for r in dev]
     obs_test = [observe(recognizer, nlu, eos, read_audio(audio_path(r, folder)), detector, end_of_query=eoq)
                 for r in test]
@@ -478,10 +529,10 @@ def main() -> None:
             return lambda o: ep.is_end(o, lookahead)
         return learned
 
-    def end_of_query_rule(theta):
-        # silence + theta * log-odds >= s0, as a logistic with a steep slope (10 per second);
-        # the threshold sweep sets s0 (0.2-1.5 s over the sweep).
-        w = dict(bias=-5.0, speech_silence=10.0, end_of_query=10.0 * theta)
+    def end_of_query_rule(theta, phi=0.0):
+        # silence + theta * log-odds + phi * log P(end | words) >= s0, as a logistic with a
+        # steep slope (10 per second); the threshold sweep sets s0 (0.2-1.5 s over the sweep).
+        w = dict(bias=-5.0, speech_silence=10.0, end_of_query=10.0 * theta, lm_end=10.0 * phi)
         return [w.get(f, 0.0) for f in FEATURES]
 
     # Candidates: logistic regressions fitted on dev frames over all the evidence and over
@@ -494,13 +545,20 @@ def main() -> None:
     if eoq is not None:
         fits += [(f"silence + end of query (theta {th})", END_OF_QUERY_FEATURES, end_of_query_rule(th))
                  for th in (0.0, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2)]
-    table = DecisionTable(dev, obs_dev, chunk_seconds, LOOKAHEADS)
+        if recognizer.token_lm is not None:  # and the words: how likely they end a sentence
+            fits += [(f"silence + end of query + LM end (theta {th}, phi {phi})", LM_END_FEATURES,
+                      end_of_query_rule(th, phi))
+                     for th in (0.0, 0.02, 0.04, 0.06) for phi in (0.02, 0.04, 0.06, 0.08, 0.1, 0.15)]
+    table = DecisionTable(dev, obs_dev, chunk_seconds,
+                          lookaheads_for(chunk_seconds) if args.lookahead is None else (args.lookahead,))
     targets = dict(premature=args.premature_target, resets=args.reset_target, lead=args.lead_target)
     plans = {name: plan_on_dev(table, weights, thresholds, targets, args.lookahead) for name, _, weights in fits}
-    if eoq is not None:  # of the end-of-query rules, the best plan stands for them all
-        rules = [name for name, _, _ in fits if name.startswith("silence + end of query")]
-        keep = min(rules, key=lambda n: plan_rank(plans[n]))
-        fits = [f for f in fits if f[0] not in rules or f[0] == keep]
+    # Of each family of rules, the best plan stands for them all.
+    for family in ("silence + end of query (", "silence + end of query + LM end"):
+        rules = [name for name, _, _ in fits if name.startswith(family)]
+        if rules:
+            keep = min(rules, key=lambda n: plan_rank(plans[n]))
+            fits = [f for f in fits if f[0] not in rules or f[0] == keep]
     candidates = {}
     for name, features, weights in fits:
         plan = plans[name]
@@ -510,7 +568,7 @@ def main() -> None:
                             "threshold": plan["threshold"], "dev_at_threshold": plan["dev"], "dev_plan": plan,
                             "test_at_threshold": at, "test_curve": test_curve, "_weights": weights}
         print(f"{name}: dev median {plan['dev']['median_delay']:.3f} s, premature {plan['dev']['premature_rate']:.1%}, "
-              f"look-ahead {plan['lookahead']} (dev resets {plan['speculation']['premature_rate']:.1%}, lead "
+              f"look-ahead {plan['lookahead']} (dev resets {plan['speculation']['reset_rate']:.1%}, lead "
               f"{plan['speculation']['median_lead'] or 0.0:.2f} s), meets the dev goals: {plan['meets_goals']}; "
               f"test median {at['median_delay']:.3f} s, premature {at['premature_rate']:.1%}", flush=True)
     chosen = min(candidates, key=lambda n: plan_rank(plans[n]))
@@ -524,7 +582,9 @@ def main() -> None:
     endpointer = LearnedEndpointer(weights, best["threshold"], speculative_lookahead=lookahead, eos=eos,
                                    speech_detector=detector, decision_frames=args.chunk_frames,
                                    end_of_query=eoq if weights[FEATURES.index("end_of_query")] else None)
-    endpointer.save(Path(args.endpointer_out) if args.endpointer_out else Path(args.model) / "endpointer.json")
+    endpointer_path = Path(args.endpointer_out) if args.endpointer_out else Path(args.model) / "endpointer.json"
+    endpointer_path.parent.mkdir(parents=True, exist_ok=True)
+    endpointer.save(endpointer_path)
 
     test_curve = candidates[chosen]["test_curve"]
     rule_curve = sweep(test, obs_test, lambda s: (lambda o, r=RuleEndpointer(silence_after_speech=s): r.is_end(o)),
@@ -566,8 +626,9 @@ def main() -> None:
     shown_delays = [500.0]
     curves = [("learned: all evidence", candidates["all evidence"]["test_curve"], "o-"),
               ("learned: silence only (speech detector + decoder)", candidates["silence only"]["test_curve"], "^-")]
-    if "silence + end of query" in candidates:
-        curves.append(("silence + end-of-query detector", candidates["silence + end of query"]["test_curve"], "d-"))
+    # (Candidate names carry their settings: "silence + end of query (theta 0.06)", ...)
+    for name, style in zip([n for n in candidates if n.startswith("silence + end of query")], ("d-", "v-")):
+        curves.append((name, candidates[name]["test_curve"], style))
     for name, curve, style in curves + [("rule: trailing blanks >= s", rule_curve, "s--")]:
         pts = [(c["premature_rate"] * 100, c["median_delay"] * 1000) for c in curve if c["median_delay"] is not None]
         ax.plot([p[0] for p in pts], [p[1] for p in pts], style, ms=3, label=name)
@@ -580,7 +641,7 @@ def main() -> None:
     # Thresholds that cut most utterances early reach negative delays; they would squash the
     # region that matters into a sliver.
     ax.set_ylim(0, max(shown_delays) * 1.08)
-    ax.legend()
+    ax.legend(fontsize=7)
     ax.set_title("End-pointing trade-off (test split)")
     fig.tight_layout()
     fig.savefig(out.with_suffix(".png"), dpi=120)
@@ -606,7 +667,7 @@ def main() -> None:
              f"{L.get('reset_rate', float('nan')):.1%} of utterances (at the final end alone: "
              f"{L.get('final_reset_rate', float('nan')):.1%}); look-ahead {lookahead:.2f} s. Planned on dev: of the "
              f"final thresholds cutting at most {args.premature_target:.1%} of dev commands early, the quickest for which "
-             f"a look-ahead speculates before the end of speech in at most {args.reset_target:.0%} of them and leads by "
+             f"a look-ahead resets (speculates in a pause, or again) in at most {args.reset_target:.0%} of them and leads by "
              f"{1000 * args.lead_target:.0f} ms at the median (the shortest such look-ahead); the candidate with the "
              f"quickest such plan ships" + ("" if plans[chosen]["meets_goals"] else
                                              " (none had one: the quickest final end, with the look-ahead closest to "
@@ -617,7 +678,8 @@ def main() -> None:
              "on test",
              *([f"- end-of-query detector (logistic over the encoder frames around the last speech before a silence, "
                 f"fitted on {eoq_fit['silences']:,} silences of {eoq_fit['utterances']:,} `{args.eoq_corpus}` "
-                f"utterances): tells the request's end from a pause inside it with AUC {eoq_fit['auc_dev']:.3f} on dev, "
+                f"utterances, weight decay {eoq_fit['l2']:g} chosen on dev): tells the request's end from a pause "
+                f"inside it with AUC {eoq_fit['auc_dev']:.3f} on dev, "
                 f"{eoq_fit['auc_test']:.3f} on test"] if eoq_fit else []),
              "", "End of speech -> intent available, median (a cloud round trip, where assumed, is added after the "
              "on-device understanding; the end-pointing delays are measured):", "",

@@ -96,6 +96,7 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--rtf-utterances", type=int, default=200, help="test utterances timed as whole streams")
     ap.add_argument("--no-write", action="store_true", help="do not write MODEL/lm_fusion.json")
+    ap.add_argument("--out", default=str(RESULTS / "lm_fusion_eval"), help="results prefix (.json, .md)")
     args = ap.parse_args()
     model = Path(args.model)
     if not (model / TOKEN_LM_FILE).exists():
@@ -169,8 +170,9 @@ def main() -> None:
         "wall_seconds": round(time.time() - t0, 1),
         "machine": f"{os.cpu_count()} CPU cores",
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "lm_fusion_eval.json").write_text(json.dumps(result, indent=2))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(result, indent=2))
     t = result["test"]
     lines = [f"# Token n-gram LM fusion in the device's beam search ({len(test)} test utterances, beam 4)", "",
              f"`{result['command']}`", "",
@@ -192,7 +194,7 @@ def main() -> None:
               f"- the stream with the LM gave the benchmark's search result on {s['stream_equals_search']}/{s['utterances']} "
               "timed utterances",
               f"- {result['machine']}; {result['wall_seconds'] / 60:.0f} min"]
-    (RESULTS / "lm_fusion_eval.md").write_text("\n".join(lines) + "\n")
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

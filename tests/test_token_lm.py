@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 from edgevoice.audio.io import read_audio
+from edgevoice.device.endpoint import (FEATURES, LM_END_FEATURES, LM_END_FLOOR, FrameObservation, LearnedEndpointer,
+                                       feature_vector)
 from edgevoice.device.model_dir import LM_FUSION_FILE, TOKEN_LM_FILE
 from edgevoice.device.recognizer import Recognizer
 from edgevoice.device.token_lm import TokenNgramLM, build_token_lm
@@ -193,3 +195,65 @@ def test_ngram_command_counts_the_train_text_in_the_models_tokens(exported, tmp_
     wake = tokenizer.encode("computer")[0]
     the = tokenizer.encode("the")
     assert lm.log_probs(lm.start())[wake] > lm.log_probs(tuple(the[-2:]))[wake]
+
+
+def _lm_end_endpointer(phi=0.1):
+    """silence + phi * log P(end | words) >= 0.5 s (a steep logistic at threshold 0.5)."""
+    w = dict(bias=-5.0, speech_silence=10.0, lm_end=10.0 * phi)
+    return LearnedEndpointer([w.get(f, 0.0) for f in FEATURES], 0.5)
+
+
+def test_the_end_pointer_can_ask_the_token_lm_whether_the_words_end_a_sentence(with_lm, exported, audio):
+    ep = _lm_end_endpointer()
+    assert ep.uses_lm_end and {f for f, v in zip(FEATURES, ep.weights) if v} < set(LM_END_FEATURES)
+    # Finished words need less silence than words that go on.
+    at = lambda s, lm_end: FrameObservation(3.0, 2.0, 4, 0.9, 2.0, "x", speech_silence=s, lm_end=lm_end)  # noqa: E731
+    assert ep.is_end(at(0.6, -0.5)) and not ep.is_end(at(0.6, -9.0)) and ep.is_end(at(1.6, -9.0))
+    assert feature_vector(at(0.6, -40.0))[FEATURES.index("lm_end")] == LM_END_FLOOR  # floored
+
+    # Without LM fusion (weight 0) the stream still loads the directory's LM for it, and the
+    # LM (trained on these four sentences) tells a finished sentence from one under way.
+    recognizer = Recognizer.load(with_lm, lm_weight=0, chunk_frames=8)
+    assert recognizer.lm_fusion is None
+    samples, sentence = audio[1], SENTENCES[1]
+    stream = recognizer.create_stream(_Recording(ep))
+    stream.record_observations = True
+    stream.accept_waveform(16000, np.concatenate([samples, np.zeros(8000, np.float32)]))
+    stream.finish()
+    done = [o for o in stream.observations if o.text == sentence]
+    going = [o for o in stream.observations if o.text and o.text != sentence]
+    assert done and going
+    assert min(o.lm_end for o in done) > max(o.lm_end for o in going) + 0.5
+
+    # A model directory without a token LM cannot serve such an end-pointer.
+    with pytest.raises(ConfigError, match="no token LM"):
+        Recognizer.load(exported).create_stream(ep)
+
+
+class _Recording:
+    """An end-pointer's evidence without its decisions (the stream never ends early)."""
+
+    def __init__(self, endpointer):
+        self.uses_lm_end = endpointer.uses_lm_end
+
+    def is_end(self, obs, lookahead=0.0):
+        return False
+
+    def is_speculative_end(self, obs):
+        return False
+
+
+def test_listen_refuses_an_end_pointer_that_needs_a_token_lm_the_model_lacks(with_lm, exported, audio, tmp_path):
+    pcm = (np.clip(np.concatenate([audio[1], np.zeros(16000, np.float32)]), -1, 1) * 32767).astype("<i2").tobytes()
+    listen = [sys.executable, "-m", "edgevoice.cli", "listen", "--stdin", "--json", "--no-understand", "--model"]
+    for source, works in ((with_lm, True), (exported, False)):
+        d = tmp_path / source.name
+        shutil.copytree(source, d)
+        _lm_end_endpointer().save(d / "endpointer.json")
+        out = subprocess.run(listen + [str(d)], input=pcm, capture_output=True)
+        if works:
+            assert out.returncode == 0, out.stderr
+            finals = [json.loads(line) for line in out.stdout.decode().splitlines() if '"final_end"' in line]
+            assert finals and finals[0]["text"] == SENTENCES[1]  # (the tiny model may hear more in the silence after)
+        else:
+            assert out.returncode != 0 and b"no token LM" in out.stderr and b"Traceback" not in out.stderr

@@ -558,6 +558,7 @@ def listen_cmd(
         if endpointing:
             learned = Path(model_dir) / "endpointer.json"
             endpointer = LearnedEndpointer.load(learned) if learned.exists() else RuleEndpointer()
+            recognizer.create_stream(endpointer)  # checks the end-pointer against this model before listening
         nlu = None
         if understand:
             from edgevoice.device.nlu import DeviceNLU

@@ -16,7 +16,7 @@ Evidence per encoder frame (40 ms), gathered by the stream:
   noise bursts and quiet, telephone or whispered speech that fool an energy threshold);
 - the partial hypothesis: does it already parse as a complete command (template NLU),
   and how likely a sentence ends after its last words (a word n-gram end-of-sentence
-  model from the training text);
+  model from the training text, and the recognizer's token LM, token_lm.npz);
 - how the speech before the silence ended (EndOfQueryDetector: a logistic model over the
   encoder frames around the last speech, fitted on end-pointing training material, where
   pauses have the prosody of a sentence that goes on): does it sound like a last word?
@@ -51,6 +51,7 @@ class FrameObservation:
     complete: bool = False  # the hypothesis parses as a whole command
     speech_silence: float | None = None  # seconds since the speech detector last heard speech (None: no detector)
     end_of_query: float = 0.0  # log-odds that the speech before this silence ended the request (0: no detector, or speech)
+    lm_end: float | None = None  # the token LM's log P(end of sentence | hypothesis) (None: no token LM)
 
 
 def fit_balanced_logistic(x: np.ndarray, y: np.ndarray, l2: float, steps: int, lr: float) -> np.ndarray:
@@ -286,12 +287,18 @@ class RuleEndpointer:
 
 
 FEATURES = ("bias", "speech_silence", "min_silence", "trailing_blank", "acoustic_silence", "eos_prob", "complete",
-            "blank_prob", "eos_x_silence", "complete_x_silence", "end_of_query")
+            "blank_prob", "eos_x_silence", "complete_x_silence", "end_of_query", "lm_end")
 # The subset that asks only how long the speech detector (and the decoder) have heard nothing.
 SILENCE_FEATURES = ("bias", "speech_silence", "min_silence")
 # Silence, and how the speech before it ended: a rule "silence + theta * end_of_query >= s0"
 # (the likelier an end, the shorter the wait), theta searched on dev.
 END_OF_QUERY_FEATURES = ("bias", "speech_silence", "end_of_query")
+# ... and how likely the words heard so far end a sentence (the token LM): "silence + theta *
+# end-of-query log-odds + phi * log P(end | words) >= s0" (theta, phi searched on dev).
+LM_END_FEATURES = ("bias", "speech_silence", "end_of_query", "lm_end")
+# log P(end of sentence) below this counts as this (a hypothesis mid-phrase reads -8 to -15
+# nats; beyond, the difference says nothing more).
+LM_END_FLOOR = -10.0
 
 
 def feature_vector(obs: FrameObservation, lookahead: float = 0.0) -> np.ndarray:
@@ -300,8 +307,9 @@ def feature_vector(obs: FrameObservation, lookahead: float = 0.0) -> np.ndarray:
     # Without a speech detector, the energy and the decoder's trailing blanks stand in for it.
     ss = min(obs.speech_silence + lookahead, 3.0) if obs.speech_silence is not None else min(tb, ac)
     ms = min(ss, tb)
+    lm_end = max(obs.lm_end, LM_END_FLOOR) if obs.lm_end is not None else 0.0  # None only where it weighs nothing
     return np.array([1.0, ss, ms, tb, ac, obs.eos_prob, float(obs.complete), obs.blank_prob,
-                     obs.eos_prob * ss, float(obs.complete) * ss, obs.end_of_query], np.float64)
+                     obs.eos_prob * ss, float(obs.complete) * ss, obs.end_of_query, lm_end], np.float64)
 
 
 @dataclass
@@ -317,6 +325,12 @@ class LearnedEndpointer:
     # chunk, 320 ms, would delay them and leave the speculative one no lead). None: the model's.
     decision_frames: int | None = 8
     end_of_query: EndOfQueryDetector | None = field(default=None, repr=False)
+
+    @property
+    def uses_lm_end(self) -> bool:
+        """Whether it weighs the token LM's end-of-sentence probability (the model directory
+        must then have a token LM)."""
+        return bool(self.weights[FEATURES.index("lm_end")])
 
     def probability(self, obs: FrameObservation, lookahead: float = 0.0) -> float:
         z = float(feature_vector(obs, lookahead) @ np.asarray(self.weights))
@@ -342,7 +356,7 @@ class LearnedEndpointer:
         return fit_balanced_logistic(X, y, l2, steps, lr).tolist()
 
     def save(self, path: str | Path) -> None:
-        data = {"format": "edgevoice-endpointer", "version": 3, "features": list(FEATURES),
+        data = {"format": "edgevoice-endpointer", "version": 4, "features": list(FEATURES),
                 "weights": self.weights, "threshold": self.threshold, "speculative_lookahead": self.speculative_lookahead,
                 "max_utterance": self.max_utterance, "decision_frames": self.decision_frames,
                 "eos": {"prior": self.eos.prior, "counts": self.eos.counts} if self.eos else None,

@@ -107,13 +107,23 @@ class Recognizer:
         settings = model.model_dir.lm_fusion
         if lm_weight is not None and not 0 <= lm_weight <= 5:
             raise ConfigError(f"lm_weight must be within 0-5, got {lm_weight}")
+        self._token_lm: TokenNgramLM | None = None
         if settings is not None and lm_weight != 0:
-            lm = TokenNgramLM.load(model.model_dir.token_lm_path)
-            if lm.vocab_size != model.vocab_size:
-                raise ModelError(f"{model.model_dir.token_lm_path} has {lm.vocab_size} tokens, the model "
-                                 f"{model.vocab_size}: rebuild it with this model's tokenizer")
             weight = settings["weight"] if lm_weight is None else lm_weight
-            self.lm_fusion = LMFusion(lm, weight, settings["bonus"], settings["end_weight"])
+            self.lm_fusion = LMFusion(self.token_lm, weight, settings["bonus"], settings["end_weight"])
+
+    @property
+    def token_lm(self) -> "TokenNgramLM | None":
+        """The model directory's token LM (also without fusion: an end-pointer may ask it how
+        likely the words end a sentence); None if the directory has none. Loaded on first use."""
+        model_dir = self.model.model_dir
+        if self._token_lm is None and model_dir.lm_fusion is not None:
+            lm = TokenNgramLM.load(model_dir.token_lm_path)
+            if lm.vocab_size != self.model.vocab_size:
+                raise ModelError(f"{model_dir.token_lm_path} has {lm.vocab_size} tokens, the model "
+                                 f"{self.model.vocab_size}: rebuild it with this model's tokenizer")
+            self._token_lm = lm
+        return self._token_lm
 
     @staticmethod
     def load(path: str | Path, precision: str = "float32", beam: int = 4, threads: int = 1,
@@ -173,6 +183,10 @@ class Recognizer:
             raise ConfigError(f"the end-pointer's speech detector reads {detector.input_dim}-dim encoder frames, this "
                               f"model's encoder gives {self.model.joiner_dim}: refit it for this model "
                               "(benchmarks/endpointing_eval.py writes MODEL/endpointer.json)")
+        if getattr(endpointer, "uses_lm_end", False) and self.token_lm is None:
+            raise ConfigError("the end-pointer weighs the token LM's end-of-sentence probability, but this model "
+                              "directory has no token LM (token_lm.npz + lm_fusion.json): build one with "
+                              "`edgevoice lm ngram`, or refit the end-pointer without it")
         if heard_forms is not None and heard_forms.model is not None and heard_forms.model != self.fingerprint:
             raise ConfigError(f"the heard forms were enrolled with another model (fingerprint {heard_forms.model}, this "
                               f"one is {self.fingerprint}): it mishears names differently, so enroll the phrases again "
@@ -230,7 +244,7 @@ class Stream:
         self._end_of_query = 0.0
         self._last_partial = ""
         self._speculated: tuple | None = None  # tokens of the standing speculation
-        self._text_cache: dict[tuple, tuple[str, float, bool]] = {}
+        self._text_cache: dict[tuple, tuple[str, float, bool, float | None]] = {}
         self.final_result: Result | None = None
         self._encoder_state = model.initial_encoder_state(1)
         self._bias = bias  # the neural biaser's memory of this stream's phrases (None: no list)
@@ -343,8 +357,9 @@ class Stream:
 
     # ---- end-pointing -----------------------------------------------------------------
 
-    def _describe(self, tokens: tuple) -> tuple[str, float, bool]:
-        """(text, end-of-sentence probability, parses as a complete command), cached per hypothesis."""
+    def _describe(self, tokens: tuple) -> tuple[str, float, bool, float | None]:
+        """(text, end-of-sentence probability, parses as a complete command, the token LM's
+        log P(end of sentence | the last tokens) or None without a token LM), cached per hypothesis."""
         if tokens not in self._text_cache:
             text = " ".join(self.recognizer.tokenizer.decode(list(tokens)).split())
             eos = getattr(self.endpointer, "eos", None)
@@ -352,9 +367,14 @@ class Stream:
             complete = False
             if self.nlu is not None and text:
                 complete = self.nlu.is_complete(text)
+            lm_end = None
+            if self.record_observations or getattr(self.endpointer, "uses_lm_end", False):
+                lm = self.recognizer.token_lm
+                if lm is not None:
+                    lm_end = float(lm.log_probs(lm.start() + tuple(tokens))[0])
             if len(self._text_cache) > 256:  # bounded, whatever the stream's length
                 self._text_cache.clear()
-            self._text_cache[tokens] = (text, p, complete)
+            self._text_cache[tokens] = (text, p, complete, lm_end)
         return self._text_cache[tokens]
 
     def _endpoint(self, energy: np.ndarray, encoder_frames: np.ndarray) -> None:
@@ -394,9 +414,9 @@ class Stream:
             last = best.frames[-1] + 1 if best.frames else 0
             if i < len(trace) - 1 and not self.record_observations:
                 continue
-            text, eos, complete = self._describe(best.tokens)
+            text, eos, complete, lm_end = self._describe(best.tokens)
             obs = FrameObservation(t, t - last * fs, len(best.tokens), math.exp(blank_lp), silence, text, eos, complete,
-                                   speech_silence, self._end_of_query)
+                                   speech_silence, self._end_of_query, lm_end)
             if self.record_observations:
                 self.observations.append(obs)
         if obs is None:
