@@ -369,7 +369,7 @@ def run_events(recognizer, endpointer, nlu, records, folder, block=1280):
                      "speculative_lattice": specs[-1].lattice.to_bytes() if specs else None,
                      "final_text": final.text, "confirmed": final.confirmed, "reset": final.reset,
                      "speculative_times": [e.time for e in specs], "speculative_texts": [e.text for e in specs],
-                     "ref": rec["text"], "intent_ref": rec["intent"]})
+                     "ref": rec["text"], "intent_ref": rec["intent"], "pauses": len(rec.get("pauses", []))})
     return rows
 
 
@@ -378,6 +378,13 @@ def summarize_events(rows, nlu, chunk_seconds):
     out = {"utterances": len(rows), "final_median_delay": statistics.median(finals),
            "final_p90_delay": float(np.percentile(finals, 90)),
            "final_premature_rate": sum(d < 0 for d in finals) / len(rows)}
+    # Where the delay comes from: commands with a pause make every end-pointer wait.
+    out["by_pauses"] = {}
+    for name, group in (("without", [r for r in rows if not r["pauses"]]), ("with", [r for r in rows if r["pauses"]])):
+        delays = [r["final_time"] - r["speech_end"] for r in group]
+        if delays:
+            out["by_pauses"][name] = {"utterances": len(delays), "final_median_delay": statistics.median(delays),
+                                      "final_premature_rate": sum(d < 0 for d in delays) / len(delays)}
     with_spec = [r for r in rows if r["speculative_times"]]
     if with_spec:
         last_spec = [r["speculative_times"][-1] - r["speech_end"] for r in with_spec]
@@ -672,6 +679,12 @@ def main() -> None:
              f"quickest such plan ships" + ("" if plans[chosen]["meets_goals"] else
                                              " (none had one: the quickest final end, with the look-ahead closest to "
                                              "those goals)"),
+             *([f"- final median delay by command: {ms(L['by_pauses']['without']['final_median_delay'])} for the "
+                f"{L['by_pauses']['without']['utterances']} without a pause, "
+                f"{ms(L['by_pauses']['with']['final_median_delay'])} for the {L['by_pauses']['with']['utterances']} with "
+                f"one (premature cuts {L['by_pauses']['without']['final_premature_rate']:.1%} / "
+                f"{L['by_pauses']['with']['final_premature_rate']:.1%})"]
+               if len(L.get("by_pauses", {})) == 2 else []),
              f"- on-device understanding takes {L['nlu_ms_median']:.1f} ms (median)",
              f"- speech detector (logistic over encoder frames, fitted on {detector_fit['frames']:,} dev frames): "
              f"frame accuracy {detector_fit['frame_accuracy_dev']:.1%} on dev, {detector_fit['frame_accuracy_test']:.1%} "

@@ -365,3 +365,42 @@ def test_the_stream_scores_each_silence_once_with_the_end_of_query_detector(reco
     bad = EndOfQueryDetector(np.zeros(2 * width + 4), np.zeros(2 * width + 4), np.ones(2 * width + 4))
     with pytest.raises(ConfigError, match="end-of-query detector reads"):
         recognizer.create_stream(LearnedEndpointer([0.0] * len(FEATURES), speech_detector=detector, end_of_query=bad))
+
+
+def _endpointing_benchmark():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parent.parent / "benchmarks" / "endpointing_eval.py"
+    spec = importlib.util.spec_from_file_location("endpointing_eval", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench
+
+
+def test_the_endpointing_plan_replays_speculation_as_the_stream_emits_it():
+    bench = _endpointing_benchmark()
+    # Decisions come once per chunk, so look-aheads are whole decision steps.
+    assert bench.lookaheads_for(0.08) == (0.16, 0.24, 0.32)
+    assert 0.2 in bench.lookaheads_for(0.04)
+    # Speech ends at 1.0 s; the last word is decoded late (at 1.44 s, inside the silence).
+    # Rule: silence >= 0.5 s (the speculative end-pointer assumes 0.24 s more).
+    frames = [round(0.04 * k, 2) for k in range(1, 60)]
+    obs = [FrameObservation(t, 0.0, 3, 0.9, 0.0, "turn on the" if t < 1.44 else "turn on the lights",
+                            speech_silence=max(0.0, round(t - 1.0, 2))) for t in frames]
+    table = bench.DecisionTable([{"speech_end": 1.0}], [obs], 0.08, (0.24,))
+    w = dict(bias=-5.0, speech_silence=10.0)
+    weights = [w.get(f, 0.0) for f in FEATURES]
+    final = table.times(weights, 0.5)
+    assert final[0] == pytest.approx(1.52)  # the first decision point with 0.5 s of silence
+    # It speculates at 1.28 s, and again at 1.44 s when the words change: a reset, and the
+    # lead counts from the second (80 ms), not the first (240 ms).
+    assert table.speculations(weights, 0.5, 0.24, final) == [pytest.approx([1.28, 1.44])]
+    plan = bench.plan_on_dev(table, weights, [0.5], dict(premature=0.0, resets=1.0, lead=0.0))
+    assert plan["speculation"]["reset_rate"] == 1.0 and plan["speculation"]["median_lead"] == pytest.approx(0.08)
+    # With the same words all along, one speculation: no reset, a 240 ms lead.
+    steady = [FrameObservation(o.time, 0.0, 3, 0.9, 0.0, "turn on the lights", speech_silence=o.speech_silence)
+              for o in obs]
+    table = bench.DecisionTable([{"speech_end": 1.0}], [steady], 0.08, (0.24,))
+    plan = bench.plan_on_dev(table, weights, [0.5], dict(premature=0.0, resets=0.0, lead=0.2))
+    assert plan["meets_goals"] and plan["speculation"] == {"reset_rate": 0.0, "median_lead": pytest.approx(0.24)}
