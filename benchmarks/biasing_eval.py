@@ -34,8 +34,9 @@ from pathlib import Path
 from edgevoice.audio.io import read_audio
 from edgevoice.corpus.biasing import read_bias_lists
 from edgevoice.corpus.manifest import audio_path, read_manifest
+from edgevoice.corpus.tts import Voice
 from edgevoice.device.context import ContextGraph
-from edgevoice.device.heard_forms import HeardForms, WordContext, enroll
+from edgevoice.device.heard_forms import ENROLL_VOICES, HeardForms, WordContext, enroll
 from edgevoice.device.model_dir import BIASING_FILE
 from edgevoice.device.recognizer import Recognizer
 from edgevoice.text.metrics import biased_error_counts, error_counts
@@ -125,23 +126,24 @@ def run(recognizer: Recognizer, items: list[dict], mode: str, size: int | None,
 
 
 def enrolled_forms(recognizer: Recognizer, path: Path, items: list[dict], sizes: list[int],
-                   word_context: WordContext) -> HeardForms:
+                   word_context: WordContext, voices: tuple[str, ...] = ENROLL_VOICES) -> HeardForms:
     """The heard forms of every phrase in the items' lists of these sizes, enrolling (and
     saving, every 100 phrases) those the file lacks."""
     from tqdm import tqdm
 
     cached = HeardForms.load(path) if path.exists() else None
-    # Forms heard by another model (or by one not recorded) are stale: enrolled again.
-    known = cached.forms if cached is not None and cached.model == recognizer.fingerprint else {}
-    if cached is not None and not known:
-        print(f"{path}: enrolled with another model ({cached.model}); enrolling again for {recognizer.fingerprint}")
+    # Forms heard by another model (or by one not recorded), or in other voices, are stale: enrolled again.
+    fresh = cached is not None and cached.model == recognizer.fingerprint and cached.enrolled_voices == voices
+    known = cached.forms if fresh else {}
+    if cached is not None and not fresh:
+        print(f"{path}: enrolled with another model ({cached.model}) or in other voices; enrolling again")
     needed = sorted({p for it in items for n in sizes for p in it["lists"][str(n)]})
     todo = [p for p in needed if p not in known]
     with tqdm(total=len(todo), desc="enrolling bias phrases", disable=not todo) as bar:
         for start in range(0, len(todo), 100):
-            known.update(enroll(recognizer, todo[start : start + 100], progress=bar.update).forms)
-            HeardForms(known, model=recognizer.fingerprint).save(path)
-    return HeardForms(known, word_context=word_context, model=recognizer.fingerprint)
+            known.update(enroll(recognizer, todo[start : start + 100], voices=voices, progress=bar.update).forms)
+            HeardForms(known, model=recognizer.fingerprint, voices=voices).save(path)
+    return HeardForms(known, word_context=word_context, model=recognizer.fingerprint, voices=voices)
 
 
 def everyday_words(text_corpus: str, count: int = 300) -> frozenset:
@@ -209,6 +211,8 @@ def main() -> None:
     ap.add_argument("--heard-forms", default="corpora/biasing/heard_forms.json",
                     help="heard forms of the lists' phrases (edgevoice.device.heard_forms); phrases it lacks are "
                          "enrolled first and added to it (about 0.6 s a phrase on one core)")
+    ap.add_argument("--enroll-voices", nargs="+", default=list(ENROLL_VOICES),
+                    help="TTS voices the phrases are heard in (training-split voices only: the test set's are unseen)")
     ap.add_argument("--forms-sizes", type=int, nargs="*", default=[10, 100],
                     help="list sizes also measured with heard forms (fusion+forms, both+forms); 1000 needs the "
                          "whole pool of ~10,000 phrases enrolled (~1.5 h here, once)")
@@ -237,8 +241,11 @@ def main() -> None:
     forms_sizes = [n for n in args.sizes if n in args.forms_sizes]
     heard_forms = None
     if forms_sizes:
+        voices = tuple(Voice.parse(v).id for v in args.enroll_voices)
+        if any(Voice.parse(v).split != "train" for v in voices):
+            raise SystemExit("--enroll-voices: training-split voices only (`edgevoice corpus voices --split train`)")
         heard_forms = enrolled_forms(recognizer, Path(args.heard_forms), dev + items, forms_sizes,
-                                     WordContext.load(Path(args.model) / "word_context.json"))
+                                     WordContext.load(Path(args.model) / "word_context.json"), voices)
         form_modes = [m + "+forms" for m in modes if m != "neural"]
         conditions += [(m, n) for n in forms_sizes for m in form_modes]
     tuned: dict[tuple, dict] = {}
@@ -321,7 +328,9 @@ def main() -> None:
               "utterances_without_entities": sum(not it["entities"] for it in items),
               "audio_hours": round(sum(it["seconds"] for it in items) / 3600, 3),
               "neural_biaser": recognizer.model.has_biaser, "biaser_parameters": meta.get("biaser_parameters"),
-              "dev_utterances": len(dev), "beam": 4, "threads": 1, "conditions": results}
+              "dev_utterances": len(dev), "beam": 4, "threads": 1,
+              "enroll_voices": list(heard_forms.enrolled_voices) if heard_forms is not None else None,
+              "conditions": results}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(report, indent=2))

@@ -9,7 +9,8 @@ import pytest
 
 from conftest import engines_or_fail
 from edgevoice.audio.io import read_audio
-from edgevoice.device.heard_forms import HeardForms, WordContext, enroll, slot_words, strip_carrier_words
+from edgevoice.device.heard_forms import (ENROLL_VOICES, HeardForms, WordContext, enroll, slot_words,
+                                          strip_carrier_words)
 from edgevoice.device.recognizer import Recognizer
 from edgevoice.errors import ConfigError
 
@@ -305,3 +306,35 @@ def test_a_form_two_phrases_share_goes_to_the_first_listed_whatever_the_process(
                            env={**__import__("os").environ, "PYTHONHASHSEED": str(seed)}).stdout.strip()
             for seed in range(4)}
     assert seen == {"call susanna now"}
+
+
+def test_enrolment_records_its_voices_and_a_file_keeps_one_set(tmp_path):
+    engines_or_fail()
+    import subprocess
+    import sys
+
+    phrases = tmp_path / "contacts.txt"
+    phrases.write_text("chaz\n")
+    out = tmp_path / "contacts.forms.json"
+    cli = [sys.executable, "-m", "edgevoice.cli", "context", "enroll", str(phrases), "--out", str(out)]
+    one = "flite:kal16:p1.00:w1.00"
+    done = subprocess.run(cli + ["--voice", one], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(out.read_text())["voices"] == [one] and HeardForms.load(out).enrolled_voices == (one,)
+    assert HeardForms.load(out).restricted(["chaz"]).voices == (one,)
+    # the same voices: nothing to do; others: the file's phrases are heard again in them
+    same = subprocess.run(cli + ["--voice", one], capture_output=True, text=True)
+    assert "0 phrase(s) enrolled, 1 already there" in same.stdout, same.stderr
+    default = subprocess.run(cli, capture_output=True, text=True)
+    assert "heard in other voices" in default.stdout and "1 phrase(s) enrolled" in default.stdout, default.stderr
+    assert tuple(json.loads(out.read_text())["voices"]) == ENROLL_VOICES
+    # a file from before voices were recorded was heard in the defaults
+    data = json.loads(out.read_text())
+    del data["voices"]
+    out.write_text(json.dumps(data))
+    assert HeardForms.load(out).enrolled_voices == ENROLL_VOICES
+    bad = subprocess.run(cli + ["--voice", "nosuchengine:x"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "unknown voice id" in bad.stderr and "Traceback" not in bad.stderr
+    out.write_text(json.dumps({**data, "voices": "espeak"}))
+    with pytest.raises(ConfigError, match="voices"):
+        HeardForms.load(out)

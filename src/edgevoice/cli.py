@@ -397,17 +397,23 @@ def context_enroll_cmd(
                                                     "acoustically: the form may be at most this much less likely (natural "
                                                     "log per token) than the words heard, by the recognizer over the "
                                                     "same frames (off by default; see the README)."),
+    voices: Optional[List[str]] = typer.Option(None, "--voice", help="TTS voice id to hear each phrase in (repeat for "
+                                               "several; see `edgevoice corpus voices`); default: three training-split "
+                                               "voices of the three engines. A file heard in other voices is enrolled "
+                                               "again."),
 ) -> None:
     """Speak each phrase with a few TTS voices inside carrier sentences, decode it with the
-    recognizer, and keep the words it hears (about 0.6 s a phrase on one core; once per list)."""
+    recognizer, and keep the words it hears (about 0.2 s a phrase and voice on one core; once per list)."""
     from tqdm import tqdm
 
     from edgevoice.device import default_model_dir
     from edgevoice.device.context import ContextGraph
-    from edgevoice.device.heard_forms import HeardForms, WordContext, enroll
+    from edgevoice.corpus.tts import Voice
+    from edgevoice.device.heard_forms import ENROLL_VOICES, HeardForms, WordContext, enroll
     from edgevoice.text.normalize import normalize
 
     try:
+        voice_ids = tuple(Voice.parse(v).id for v in voices) if voices else ENROLL_VOICES
         recognizer = _load_recognizer(model, False, 4, 1)
         context_file = Path(model or default_model_dir()) / "word_context.json"
         word_context = WordContext.load(context_file) if context_file.exists() else None
@@ -417,14 +423,19 @@ def context_enroll_cmd(
         if stale:  # another model mishears names differently: its phrases are heard again with this one
             typer.echo(f"{out} was enrolled with another model ({known.model or 'not recorded'}): enrolling its "
                        f"{len(known.forms)} phrase(s) again with this one ({recognizer.fingerprint})")
+        elif known is not None and known.enrolled_voices != voice_ids:  # one file, one set of voices
+            stale = True
+            typer.echo(f"{out} was heard in other voices ({', '.join(known.enrolled_voices)}): enrolling its "
+                       f"{len(known.forms)} phrase(s) again in {', '.join(voice_ids)}")
+        if stale:
             phrases = list(known.forms) + phrases
         known = {} if known is None or stale else known.forms
         todo = [p for p in dict.fromkeys(phrases) if p and p not in known]
         with tqdm(total=len(todo), desc="enrolling phrases", disable=not todo) as bar:
-            new = enroll(recognizer, todo, progress=bar.update)
+            new = enroll(recognizer, todo, voices=voice_ids, progress=bar.update)
         HeardForms({**known, **new.forms}, threshold, word_context=word_context,
                    min_entity_start=min_entity_start if word_context else 0.0, model=recognizer.fingerprint,
-                   acoustic_margin=acoustic_margin).save(out)
+                   acoustic_margin=acoustic_margin, voices=voice_ids).save(out)
     except EdgevoiceError as exc:
         _fail(exc)
     typer.echo(f"{len(todo)} phrase(s) enrolled, {len(known)} already there: {out}")

@@ -170,8 +170,12 @@ class HeardForms:
     def __init__(self, forms: dict[str, dict[str, int]], threshold: float = DEFAULT_THRESHOLD,
                  common_words: frozenset[str] = frozenset(), min_common_count: int = 2,
                  word_context: "WordContext | None" = None, min_entity_start: float = 0.0,
-                 model: str | None = None, acoustic_margin: float | None = None):
+                 model: str | None = None, acoustic_margin: float | None = None,
+                 voices: tuple[str, ...] | None = None):
         _check_settings(threshold, min_entity_start, acoustic_margin)
+        # The TTS voices the forms were heard in (None: not recorded, i.e. ENROLL_VOICES, the
+        # only choice before it was recorded). Phrases enrolled later must use the same ones.
+        self.voices = tuple(voices) if voices is not None else None
         self.threshold = float(threshold)
         # A rewrite needs the form to be at most this much less likely (natural log per token of
         # the form, over the span's frames, by the transducer) than what was heard; None: letters
@@ -214,6 +218,11 @@ class HeardForms:
     def __len__(self) -> int:
         return len(self.forms)
 
+    @property
+    def enrolled_voices(self) -> tuple[str, ...]:
+        """The voices the forms were heard in (files from before they were recorded: the defaults)."""
+        return self.voices if self.voices is not None else ENROLL_VOICES
+
     def with_threshold(self, threshold: float, min_entity_start: float | None = None,
                        acoustic_margin: "float | None | str" = "same") -> "HeardForms":
         """The same forms with other settings (the matching table is shared, not rebuilt)."""
@@ -240,7 +249,7 @@ class HeardForms:
             return known
         subset = HeardForms({p: self.forms[p] for p in key if p in self.forms}, self.threshold, self.common_words,
                             self.min_common_count, self.word_context, self.min_entity_start, self.model,
-                            self.acoustic_margin)
+                            self.acoustic_margin, self.voices)
         heard = {form for _, form, _ in subset._targets}
         missing = sorted(p for p in key if p not in self.forms and p not in heard)
         if missing:
@@ -342,7 +351,8 @@ class HeardForms:
     # ---- storage ----------------------------------------------------------------------
 
     def to_dict(self) -> dict:
-        return {"format": "edgevoice-heard-forms", "version": 1, "model": self.model, "threshold": self.threshold,
+        return {"format": "edgevoice-heard-forms", "version": 1, "model": self.model,
+                "voices": list(self.voices) if self.voices is not None else None, "threshold": self.threshold,
                 "min_common_count": self.min_common_count, "min_entity_start": self.min_entity_start,
                 "acoustic_margin": self.acoustic_margin,
                 "common_words": sorted(self.common_words),
@@ -368,12 +378,15 @@ class HeardForms:
             raise ConfigError(f"{path}: 'forms' must map each phrase to {{heard form: count}}")
         if not isinstance(data.get("model"), (str, type(None))):
             raise ConfigError(f"{path}: 'model' must be the enrolling model's fingerprint (a string)")
+        voices = data.get("voices")
+        if voices is not None and not (isinstance(voices, list) and voices and all(isinstance(v, str) for v in voices)):
+            raise ConfigError(f"{path}: 'voices' must list the enrolling TTS voice ids")
         try:
             context = WordContext.from_dict(data["word_context"]) if data.get("word_context") else None
             return HeardForms(forms, threshold if threshold is not None else float(data.get("threshold", DEFAULT_THRESHOLD)),
                               frozenset(data.get("common_words", [])), int(data.get("min_common_count", 2)),
                               context, float(data.get("min_entity_start", 0.0)), data.get("model"),
-                              None if data.get("acoustic_margin") is None else float(data["acoustic_margin"]))
+                              None if data.get("acoustic_margin") is None else float(data["acoustic_margin"]), voices)
         except (TypeError, ValueError, KeyError, AttributeError) as exc:
             raise ConfigError(f"{path}: bad heard-forms settings: {exc}") from exc
 
@@ -388,6 +401,8 @@ def enroll(recognizer, phrases, synthesizer=None, voices=ENROLL_VOICES, carriers
     from edgevoice.text.normalize import normalize
 
     parsed = [Voice.parse(v) for v in voices]
+    if not parsed:
+        raise ConfigError("enrolment needs at least one TTS voice")
     own = synthesizer is None
     synthesizer = synthesizer or Synthesizer()
     forms: dict[str, dict[str, int]] = {}
@@ -412,4 +427,4 @@ def enroll(recognizer, phrases, synthesizer=None, voices=ENROLL_VOICES, carriers
             synthesizer.close()
     return HeardForms(forms, threshold, word_context=word_context,
                       min_entity_start=min_entity_start if word_context is not None else 0.0,
-                      model=getattr(recognizer, "fingerprint", None))
+                      model=getattr(recognizer, "fingerprint", None), voices=tuple(v.id for v in parsed))
