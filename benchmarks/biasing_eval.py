@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import statistics
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -323,7 +325,8 @@ def main() -> None:
         s["b_wer_relative_reduction"] = round(1 - s["b_wer"] / base["b_wer"], 4) if base["b_wer"] else None
         s["u_wer_relative_change"] = round(s["u_wer"] / base["u_wer"] - 1, 4) if base["u_wer"] else None
     meta = json.loads((Path(args.model) / "metadata.json").read_text())
-    report = {"model": args.model, "corpus": args.corpus, "utterances": len(items),
+    report = {"command": " ".join(["python benchmarks/biasing_eval.py", *map(shlex.quote, sys.argv[1:])]),
+              "model": args.model, "corpus": args.corpus, "utterances": len(items),
               "rare_name_utterances": sum(it["rare"] for it in items),
               "utterances_without_entities": sum(not it["entities"] for it in items),
               "audio_hours": round(sum(it["seconds"] for it in items) / 3600, 3),
@@ -343,7 +346,7 @@ def main() -> None:
     lines = [f"# Context biasing ({len(items)} test utterances, {report['rare_name_utterances']} with held-out rare names, "
              f"{report['utterances_without_entities']} without entities; beam 4, one thread; fusion weight per token "
              f"and heard-form settings tuned on {len(dev)} dev utterances)", "",
-             f"`python benchmarks/biasing_eval.py --model {args.model} --corpus {args.corpus}`", "",
+             f"`{report['command']}`", "",
              "+forms: the list's heard forms (edgevoice.device.heard_forms) join the fusion and rewrite the result; "
              "settings: fusion weight, then for +forms the form similarity threshold / least entity-start "
              "probability of the word before / form fusion weight / acoustic margin (- : letters alone).", "",

@@ -398,12 +398,12 @@ def context_enroll_cmd(
                                                     "log per token) than the words heard, by the recognizer over the "
                                                     "same frames (off by default; see the README)."),
     voices: Optional[List[str]] = typer.Option(None, "--voice", help="TTS voice id to hear each phrase in (repeat for "
-                                               "several; see `edgevoice corpus voices`); default: three training-split "
+                                               "several; see `edgevoice corpus voices`); default: six training-split "
                                                "voices of the three engines. A file heard in other voices is enrolled "
                                                "again."),
 ) -> None:
     """Speak each phrase with a few TTS voices inside carrier sentences, decode it with the
-    recognizer, and keep the words it hears (about 0.2 s a phrase and voice on one core; once per list)."""
+    recognizer, and keep the words it hears (about 0.15 s a phrase and voice on one core; once per list)."""
     from tqdm import tqdm
 
     from edgevoice.device import default_model_dir
