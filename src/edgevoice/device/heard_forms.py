@@ -44,6 +44,8 @@ CARRIERS = ("call {} please", "send a message to {} please")
 # (31.51 against 31.54 % averaged); twice the enrollment time (benchmarks/results/biasing_eval_6voices.md).
 ENROLL_VOICES = ("espeak:en-us+m1:p50:w1.00", "flite:kal16:p1.00:w1.00", "festival:kal_diphone:p1.00:w1.00",
                  "flite:slt:p1.00:w1.00", "espeak:en-us+f3:p50:w1.00", "flite:awb:p1.00:w1.00")
+# What every forms file that does not record its voices was heard in.
+FIRST_ENROLL_VOICES = ENROLL_VOICES[:3]
 DEFAULT_THRESHOLD = 0.7  # tuned on the biasing set's dev split (benchmarks/biasing_eval.py)
 DEFAULT_MIN_ENTITY_START = 0.1  # with a WordContext; tuned likewise
 MIN_FORM_LETTERS = 3
@@ -178,8 +180,8 @@ class HeardForms:
                  model: str | None = None, acoustic_margin: float | None = None,
                  voices: tuple[str, ...] | None = None):
         _check_settings(threshold, min_entity_start, acoustic_margin)
-        # The TTS voices the forms were heard in (None: not recorded, i.e. ENROLL_VOICES, the
-        # only choice before it was recorded). Phrases enrolled later must use the same ones.
+        # The TTS voices the forms were heard in (None: not recorded, i.e. FIRST_ENROLL_VOICES,
+        # the only choice then). Phrases enrolled later must use the same ones.
         self.voices = tuple(voices) if voices is not None else None
         self.threshold = float(threshold)
         # A rewrite needs the form to be at most this much less likely (natural log per token of
@@ -225,8 +227,8 @@ class HeardForms:
 
     @property
     def enrolled_voices(self) -> tuple[str, ...]:
-        """The voices the forms were heard in (files from before they were recorded: the defaults)."""
-        return self.voices if self.voices is not None else ENROLL_VOICES
+        """The voices the forms were heard in (files from before they were recorded: the first defaults)."""
+        return self.voices if self.voices is not None else FIRST_ENROLL_VOICES
 
     def with_threshold(self, threshold: float, min_entity_start: float | None = None,
                        acoustic_margin: "float | None | str" = "same") -> "HeardForms":
