@@ -134,8 +134,7 @@ def enrolled_forms(recognizer: Recognizer, path: Path, items: list[dict], sizes:
     from tqdm import tqdm
 
     cached = HeardForms.load(path) if path.exists() else None
-    # Forms heard by another model (or by one not recorded), or in other voices, are stale: enrolled again.
-    fresh = cached is not None and cached.model == recognizer.fingerprint and cached.enrolled_voices == voices
+    fresh = cached is not None and cached.heard_with(recognizer.fingerprint, voices)
     known = cached.forms if fresh else {}
     if cached is not None and not fresh:
         print(f"{path}: enrolled with another model ({cached.model}) or in other voices; enrolling again")
@@ -243,8 +242,9 @@ def main() -> None:
     forms_sizes = [n for n in args.sizes if n in args.forms_sizes]
     heard_forms = None
     if forms_sizes:
-        voices = tuple(Voice.parse(v).id for v in args.enroll_voices)
-        if any(Voice.parse(v).split != "train" for v in voices):
+        parsed = [Voice.parse(v) for v in args.enroll_voices]
+        voices = tuple(v.id for v in parsed)
+        if any(v.split != "train" for v in parsed):
             raise SystemExit("--enroll-voices: training-split voices only (`edgevoice corpus voices --split train`)")
         heard_forms = enrolled_forms(recognizer, Path(args.heard_forms), dev + items, forms_sizes,
                                      WordContext.load(Path(args.model) / "word_context.json"), voices)

@@ -209,13 +209,14 @@ def detector_accuracy(detector, observations, records) -> float:
     return round(right / max(1, total), 4)
 
 
+def decision_points(obs_list, chunk_seconds):
+    """The observations the stream decides on: the last frame of each decoded chunk."""
+    return [o for o in obs_list if abs(o.time / chunk_seconds - round(o.time / chunk_seconds)) < 1e-6]
+
+
 def decision_time(obs_list, decide, chunk_seconds):
     """As the stream decides: on the last frame of each decoded chunk."""
-    for o in obs_list:
-        steps = o.time / chunk_seconds
-        if abs(steps - round(steps)) < 1e-6 and decide(o):
-            return o.time
-    return None
+    return next((o.time for o in decision_points(obs_list, chunk_seconds) if decide(o)), None)
 
 
 def sweep(records, observations, make_decider, thresholds, chunk_seconds):
@@ -253,13 +254,12 @@ class DecisionTable:
     def __init__(self, records, observations, chunk_seconds, lookaheads):
         self.ends = np.array([r["speech_end"] for r in records])
         self.lookaheads = tuple(lookaheads)
-        self.points = []
+        self.points, self.texts = [], []
         for obs in observations:
-            at = [o for o in obs if abs(o.time / chunk_seconds - round(o.time / chunk_seconds)) < 1e-6]
+            at = decision_points(obs, chunk_seconds)
             self.points.append((np.array([o.time for o in at]), np.array([o.num_tokens > 0 for o in at]),
                                 {la: np.stack([feature_vector(o, la) for o in at]) for la in (0.0, *lookaheads)}))
-        self.texts = [[o.text for o in obs if abs(o.time / chunk_seconds - round(o.time / chunk_seconds)) < 1e-6]
-                      for obs in observations]
+            self.texts.append([o.text for o in at])
 
     def speculations(self, weights, threshold, lookahead, final: np.ndarray) -> list[list[float]]:
         """Per utterance, the times of its speculative_end events before the final end, as the
@@ -271,7 +271,8 @@ class DecisionTable:
         w = np.asarray(weights)
         out = []
         for (times, tokens, feats), texts, end in zip(self.points, self.texts, final):
-            fire = (feats[lookahead] @ w >= z_min) & tokens & ~(times >= (end if not np.isnan(end) else np.inf))
+            before_final = times < (np.inf if np.isnan(end) else end)
+            fire = (feats[lookahead] @ w >= z_min) & tokens & before_final
             events, last = [], None
             for k in np.flatnonzero(fire):
                 if texts[k] != last:

@@ -419,15 +419,12 @@ def context_enroll_cmd(
         word_context = WordContext.load(context_file) if context_file.exists() else None
         phrases = [normalize(p) for p, _ in ContextGraph.read_phrase_file(context)]
         known = HeardForms.load(out) if out.exists() else None
-        stale = known is not None and known.model != recognizer.fingerprint
-        if stale:  # another model mishears names differently: its phrases are heard again with this one
-            typer.echo(f"{out} was enrolled with another model ({known.model or 'not recorded'}): enrolling its "
-                       f"{len(known.forms)} phrase(s) again with this one ({recognizer.fingerprint})")
-        elif known is not None and known.enrolled_voices != voice_ids:  # one file, one set of voices
-            stale = True
-            typer.echo(f"{out} was heard in other voices ({', '.join(known.enrolled_voices)}): enrolling its "
-                       f"{len(known.forms)} phrase(s) again in {', '.join(voice_ids)}")
-        if stale:
+        stale = known is not None and not known.heard_with(recognizer.fingerprint, voice_ids)
+        if stale:  # another model, or other voices, hear names differently: its phrases are heard again
+            why = (f"enrolled with another model ({known.model or 'not recorded'})"
+                   if known.model != recognizer.fingerprint else f"heard in other voices ({', '.join(known.enrolled_voices)})")
+            typer.echo(f"{out} was {why}: enrolling its {len(known.forms)} phrase(s) again with this model "
+                       f"({recognizer.fingerprint}) in {', '.join(voice_ids)}")
             phrases = list(known.forms) + phrases
         known = {} if known is None or stale else known.forms
         todo = [p for p in dict.fromkeys(phrases) if p and p not in known]

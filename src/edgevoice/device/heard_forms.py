@@ -37,11 +37,9 @@ from pathlib import Path
 from edgevoice.errors import ConfigError
 
 CARRIERS = ("call {} please", "send a message to {} please")
-# Training-split voices of the corpus builder (edgevoice.corpus.tts): each hears a name a
-# little differently, and the test voices are unseen. Six rather than the first three (fast
-# engines only, until 2026-12-07) found more rare names on the biasing set: B-WER -23.5 / -6.8 %
-# at 10 / 100 phrases against -19.4 / -5.0 % on test; dev WER 29.9 / 33.1 % against 29.7 / 33.4 %
-# (31.51 against 31.54 % averaged); twice the enrollment time (benchmarks/results/biasing_eval_6voices.md).
+# Training-split voices of the corpus builder (edgevoice.corpus.tts): each makes the recognizer
+# mishear a name a little differently, and the test voices are unseen; six found more rare
+# names than the first three at twice the enrollment time (benchmarks/results/biasing_eval_6voices.md).
 ENROLL_VOICES = ("espeak:en-us+m1:p50:w1.00", "flite:kal16:p1.00:w1.00", "festival:kal_diphone:p1.00:w1.00",
                  "flite:slt:p1.00:w1.00", "espeak:en-us+f3:p50:w1.00", "flite:awb:p1.00:w1.00")
 # What every forms file that does not record its voices was heard in.
@@ -229,6 +227,11 @@ class HeardForms:
     def enrolled_voices(self) -> tuple[str, ...]:
         """The voices the forms were heard in (files from before they were recorded: the first defaults)."""
         return self.voices if self.voices is not None else FIRST_ENROLL_VOICES
+
+    def heard_with(self, model: str, voices: tuple[str, ...]) -> bool:
+        """Whether these forms are what `model` hears in `voices`: phrases enrolled with another
+        model (or one not recorded), or in other voices, must be enrolled again."""
+        return self.model == model and self.enrolled_voices == tuple(voices)
 
     def with_threshold(self, threshold: float, min_entity_start: float | None = None,
                        acoustic_margin: "float | None | str" = "same") -> "HeardForms":

@@ -42,8 +42,12 @@ def context_key(context: tuple[int, ...], bits: int) -> int:
     return key
 
 
-def key_bits(vocab_size: int) -> int:
-    return max(1, (vocab_size - 1).bit_length())
+def key_bits(vocab_size: int, order: int) -> int:
+    """Bits per token in a context key; a key holds up to order-1 tokens and a 4-bit length."""
+    bits = max(1, (vocab_size - 1).bit_length())
+    if (order - 1) * bits + 4 > 63:
+        raise ValueError(f"order {order} is too high for a vocabulary of {vocab_size} (int64 context keys)")
+    return bits
 
 
 class TokenNgramLM:
@@ -63,9 +67,10 @@ class TokenNgramLM:
             raise ModelError("token LM: context tables of different lengths")
         self.order = order
         self.vocab_size = vocab_size
-        self._bits = key_bits(vocab_size)
-        if (order - 1) * self._bits + 4 > 63:
-            raise ModelError(f"token LM: order {order} is too high for a vocabulary of {vocab_size} (context keys)")
+        try:
+            self._bits = key_bits(vocab_size, order)
+        except ValueError as exc:
+            raise ModelError(f"token LM: {exc}") from exc
         self._keys = np.asarray(context_keys, np.int64)
         if len(self._keys) > 1 and not (np.diff(self._keys) > 0).all():
             raise ModelError("token LM: context keys are not sorted and distinct")
@@ -213,9 +218,7 @@ def build_token_lm(sentences: Iterable[list[int]], vocab_size: int, order: int =
     info = {"order": order, "sentences": sentence_count, "discounts": {str(k): round(v, 4) for k, v in discounts.items()},
             "ngrams": {str(n): len(counts[n]) for n in range(1, order + 1)}, **(meta or {})}
     # Contexts in key order, each with its slice of (token, probability) pairs.
-    bits = key_bits(vocab_size)
-    if (order - 1) * bits + 4 > 63:
-        raise ValueError(f"order {order} is too high for a vocabulary of {vocab_size}")
+    bits = key_bits(vocab_size, order)
     keys = np.array([context_key(c, bits) for c in contexts], np.int64)
     order_of = np.argsort(keys, kind="stable")
     offsets_arr = np.array(offsets, np.int64)
