@@ -38,7 +38,7 @@ from edgevoice.corpus.biasing import read_bias_lists
 from edgevoice.corpus.manifest import audio_path, read_manifest
 from edgevoice.corpus.tts import Voice
 from edgevoice.device.context import ContextGraph
-from edgevoice.device.heard_forms import ENROLL_VOICES, HeardForms, WordContext, enroll
+from edgevoice.device.heard_forms import ENROLL_CONDITIONS, ENROLL_VOICES, HeardForms, WordContext, check_conditions, enroll
 from edgevoice.device.model_dir import BIASING_FILE
 from edgevoice.device.recognizer import Recognizer
 from edgevoice.text.metrics import biased_error_counts, error_counts
@@ -128,23 +128,26 @@ def run(recognizer: Recognizer, items: list[dict], mode: str, size: int | None,
 
 
 def enrolled_forms(recognizer: Recognizer, path: Path, items: list[dict], sizes: list[int],
-                   word_context: WordContext, voices: tuple[str, ...] = ENROLL_VOICES) -> HeardForms:
+                   word_context: WordContext, voices: tuple[str, ...] = ENROLL_VOICES,
+                   conditions: tuple[str, ...] = ENROLL_CONDITIONS) -> HeardForms:
     """The heard forms of every phrase in the items' lists of these sizes, enrolling (and
     saving, every 100 phrases) those the file lacks."""
     from tqdm import tqdm
 
     cached = HeardForms.load(path) if path.exists() else None
-    fresh = cached is not None and cached.heard_with(recognizer.fingerprint, voices)
+    fresh = cached is not None and cached.heard_with(recognizer.fingerprint, voices, conditions)
     known = cached.forms if fresh else {}
     if cached is not None and not fresh:
-        print(f"{path}: enrolled with another model ({cached.model}) or in other voices; enrolling again")
+        print(f"{path}: enrolled with another model ({cached.model}) or in other voices or conditions; enrolling again")
     needed = sorted({p for it in items for n in sizes for p in it["lists"][str(n)]})
     todo = [p for p in needed if p not in known]
     with tqdm(total=len(todo), desc="enrolling bias phrases", disable=not todo) as bar:
         for start in range(0, len(todo), 100):
-            known.update(enroll(recognizer, todo[start : start + 100], voices=voices, progress=bar.update).forms)
-            HeardForms(known, model=recognizer.fingerprint, voices=voices).save(path)
-    return HeardForms(known, word_context=word_context, model=recognizer.fingerprint, voices=voices)
+            known.update(enroll(recognizer, todo[start : start + 100], voices=voices, progress=bar.update,
+                                conditions=conditions).forms)
+            HeardForms(known, model=recognizer.fingerprint, voices=voices, conditions=conditions).save(path)
+    return HeardForms(known, word_context=word_context, model=recognizer.fingerprint, voices=voices,
+                      conditions=conditions)
 
 
 def everyday_words(text_corpus: str, count: int = 300) -> frozenset:
@@ -212,6 +215,8 @@ def main() -> None:
     ap.add_argument("--heard-forms", default="corpora/biasing/heard_forms.json",
                     help="heard forms of the lists' phrases (edgevoice.device.heard_forms); phrases it lacks are "
                          "enrolled first and added to it (about 0.6 s a phrase on one core)")
+    ap.add_argument("--enroll-conditions", nargs="+", default=list(ENROLL_CONDITIONS),
+                    help="acoustic conditions the phrases are heard in (edgevoice.device.heard_forms.hear_in)")
     ap.add_argument("--enroll-voices", nargs="+", default=list(ENROLL_VOICES),
                     help="TTS voices the phrases are heard in (training-split voices only: the test set's are unseen)")
     ap.add_argument("--forms-sizes", type=int, nargs="*", default=[10, 100],
@@ -247,7 +252,8 @@ def main() -> None:
         if any(v.split != "train" for v in parsed):
             raise SystemExit("--enroll-voices: training-split voices only (`edgevoice corpus voices --split train`)")
         heard_forms = enrolled_forms(recognizer, Path(args.heard_forms), dev + items, forms_sizes,
-                                     WordContext.load(Path(args.model) / "word_context.json"), voices)
+                                     WordContext.load(Path(args.model) / "word_context.json"), voices,
+                                     check_conditions(args.enroll_conditions))
         form_modes = [m + "+forms" for m in modes if m != "neural"]
         conditions += [(m, n) for n in forms_sizes for m in form_modes]
     tuned: dict[tuple, dict] = {}
@@ -333,6 +339,7 @@ def main() -> None:
               "neural_biaser": recognizer.model.has_biaser, "biaser_parameters": meta.get("biaser_parameters"),
               "dev_utterances": len(dev), "beam": 4, "threads": 1,
               "enroll_voices": list(heard_forms.enrolled_voices) if heard_forms is not None else None,
+              "enroll_conditions": list(heard_forms.enrolled_conditions) if heard_forms is not None else None,
               "conditions": results}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

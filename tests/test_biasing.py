@@ -269,6 +269,39 @@ def test_rare_name_sentences_speak_held_out_names():
         assert all(" ".join(sentence.words[s.start : s.end]) == s.text for s in contacts)
 
 
+def test_training_rare_names_are_disjoint_from_the_held_out_ones():
+    from rapidfuzz.distance import Indel
+
+    from edgevoice.corpus.slot_lists import heldout_names, list_values, training_rare_names
+
+    training, held = training_rare_names(), heldout_names()
+    assert len(training) >= 250 and len(set(training)) == len(training)
+    held_words = {w for n in held for w in n.split()}
+    common_words = {w for n in list_values("people") for w in n.split()}
+    assert not any(set(n.split()) & (held_words | common_words) for n in training)
+    # Nor a spelling of the same name ("thorvald" for "torvald"): the evaluation's names stay unheard.
+    closest = max(Indel.normalized_similarity(t.replace(" ", ""), h.replace(" ", "")) for t in training for h in held)
+    assert closest < 0.8
+
+
+def test_the_biasing_train_profile_speaks_training_rare_names_in_training_text_only():
+    import random
+
+    from edgevoice.corpus.builder import BIASING_TRAIN_PROFILE, BuildConfig, TextPools
+    from edgevoice.corpus.slot_lists import training_rare_names
+    from edgevoice.corpus.templates import training_rare_name_sampler
+
+    sampler, names, rng = training_rare_name_sampler(), set(training_rare_names()), random.Random(1)
+    for _ in range(30):
+        sentence = sampler.sample(rng)
+        contacts = [s for s in sentence.slots if s.name == "contact"]
+        assert contacts and all(s.text in names for s in contacts)
+    config = BuildConfig(hours=0.1, template_samples=400, sources=["assistant", "training_rare_names"],
+                         **{k: v for k, v in BIASING_TRAIN_PROFILE.items() if k != "sources"})
+    assert config.validate().plan_splits == {"train": 1.0, "dev": 0.0, "test": 0.0}
+    assert TextPools(config).pools["train"]["training_rare_names"]
+
+
 def test_bias_lists_are_nested_and_hold_the_spoken_entities_first():
     from edgevoice.corpus.biasing import bias_lists_for, distractor_pools
 

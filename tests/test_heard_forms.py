@@ -123,18 +123,59 @@ def test_forms_heard_by_another_model_are_refused():
     assert stale.restricted(["chaz"]).model == stale.with_threshold(0.8).model == "0123456789abcdef"
 
 
+def test_the_fingerprint_names_the_recognizer_not_its_biaser(tmp_path):
+    import shutil
+
+    from edgevoice.device.model_dir import file_sha256, load_model_directory
+
+    copy = tmp_path / "model"
+    shutil.copytree(MODEL, copy)
+    before = load_model_directory(copy).fingerprint
+    meta = json.loads((copy / "metadata.json").read_text())
+    for part, checksum_changes in (("biaser.onnx", False), ("joiner.onnx", True)):
+        with open(copy / part, "ab") as f:  # another part: new bytes, new checksum
+            f.write(b"\0")
+        meta["sha256"][part] = file_sha256(copy / part)
+        (copy / "metadata.json").write_text(json.dumps(meta))
+        assert (load_model_directory(copy).fingerprint != before) == checksum_changes, part
+
+
 def test_enrolment_hears_a_phrase_through_the_recognizer():
     engines_or_fail()
     recognizer = Recognizer.load(MODEL)
     voices, carriers = ("espeak:en-us+m1:p50:w1.00", "flite:kal16:p1.00:w1.00"), ("call {} please", "turn on the {} please")
-    forms = enroll(recognizer, ["Kitchen Lights"], voices=voices, carriers=carriers)
+    conditions = ("clean", "noise10")
+    forms = enroll(recognizer, ["Kitchen Lights"], voices=voices, carriers=carriers, conditions=conditions)
     heard = forms.forms["kitchen lights"]  # stored in spoken form
-    assert 1 <= sum(heard.values()) <= len(voices) * len(carriers)
+    assert 1 <= sum(heard.values()) <= len(voices) * len(carriers) * len(conditions)
+    assert forms.enrolled_conditions == conditions and forms.heard_with(recognizer.fingerprint, voices, conditions)
+    assert not forms.heard_with(recognizer.fingerprint, voices, ("clean",))
     assert not any(w in ("call", "please", "turn") for form in heard for w in form.split()[:1])
     # a phrase this model knows is heard as itself at least once
     assert "kitchen lights" in heard
     with pytest.raises(ConfigError, match="no words"):
         enroll(recognizer, ["  "], voices=voices, carriers=carriers)
+
+
+def test_enrolment_conditions_are_checked_and_heard_reproducibly():
+    import numpy as np
+
+    from edgevoice.audio.augment import rms_db
+    from edgevoice.device.heard_forms import ENROLL_CONDITIONS, NOISY_ENROLL_CONDITIONS, check_conditions, hear_in
+
+    assert check_conditions(NOISY_ENROLL_CONDITIONS) == NOISY_ENROLL_CONDITIONS and ENROLL_CONDITIONS == ("clean",)
+    for bad in (["noisy"], ["noise"], ["noise99"], ["room+reverb"], [], "clean"):
+        with pytest.raises(ConfigError, match="condition"):
+            check_conditions(bad)
+    t = np.arange(16000) / 16000
+    tone = np.concatenate([np.zeros(4000), 0.3 * np.sin(2 * np.pi * 220 * t), np.zeros(4000)]).astype(np.float32)
+    noisy = hear_in(tone, "noise10", "chaz|voice|call {} please")
+    assert np.array_equal(noisy, hear_in(tone, "noise10", "chaz|voice|call {} please"))  # enrolling again hears the same
+    assert not np.array_equal(noisy, hear_in(tone, "noise10", "chaz|other voice|call {} please"))
+    noise = noisy - tone
+    assert abs(rms_db(tone[4000:20000]) - rms_db(noise[4000:20000]) - 10) < 1.0  # 10 dB SNR over the speech
+    roomy = hear_in(tone, "noise5+room", "k")
+    assert len(roomy) >= len(tone) and np.isfinite(roomy).all()
 
 
 def test_fusion_boosts_heard_forms_but_not_everyday_words():
@@ -338,6 +379,25 @@ def test_enrolment_records_its_voices_and_a_file_keeps_one_set(tmp_path):
     assert "heard in other voices" in again.stdout, again.stderr
     bad = subprocess.run(cli + ["--voice", "nosuchengine:x"], capture_output=True, text=True)
     assert bad.returncode != 0 and "unknown voice id" in bad.stderr and "Traceback" not in bad.stderr
+    # conditions likewise: recorded, a file heard in others is heard again, a file without them was clean
+    clean = subprocess.run(cli + ["--voice", one, "--condition", "clean"], capture_output=True, text=True)
+    assert "1 phrase(s) enrolled" in clean.stdout, clean.stderr
+    assert json.loads(out.read_text())["conditions"] == ["clean"]
+    same = subprocess.run(cli + ["--voice", one, "--condition", "clean"], capture_output=True, text=True)
+    assert "0 phrase(s) enrolled" in same.stdout, same.stderr
+    noisy = subprocess.run(cli + ["--voice", one, "--condition", "clean", "--condition", "noise5+room"],
+                           capture_output=True, text=True)
+    assert "heard in other conditions (clean)" in noisy.stdout and "1 phrase(s) enrolled" in noisy.stdout, noisy.stderr
+    data = json.loads(out.read_text())
+    del data["conditions"]
+    out.write_text(json.dumps(data))
+    assert HeardForms.load(out).enrolled_conditions == ("clean",)
+    bad = subprocess.run(cli + ["--condition", "underwater"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "unknown enrolment condition" in bad.stderr and "Traceback" not in bad.stderr
+    out.write_text(json.dumps({**data, "conditions": ["fog"]}))
+    with pytest.raises(ConfigError, match="conditions"):
+        HeardForms.load(out)
+    data = {k: v for k, v in data.items() if k != "conditions"}
     out.write_text(json.dumps({**data, "voices": "espeak"}))
     with pytest.raises(ConfigError, match="voices"):
         HeardForms.load(out)

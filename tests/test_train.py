@@ -93,6 +93,26 @@ def test_resume_gives_the_same_state(tmp_path):
         train(TrainConfig.from_dict(dict(config, lr=0.1)), [corpus], tmp_path / "resumed", progress=False)
 
 
+def test_a_corpus_without_dev_split_trains_with_dev_utterances_zero(tmp_path, corpus):
+    """Material for one part of the model (the biaser's, `--profile biasing-train`) has no dev
+    split: with dev_utterances 0 the run trains and logs without a dev evaluation; otherwise
+    it says what is missing."""
+    import csv
+
+    train_only = tmp_path / "train-only"
+    train_only.mkdir()
+    rows = [json.loads(line) for line in (corpus / "manifest.jsonl").read_text().splitlines()]
+    (train_only / "manifest.jsonl").write_text("".join(json.dumps(dict(r, audio=str(corpus / r["audio"]))) + "\n"
+                                                       for r in rows if r["split"] == "train"))
+    config = dict(TINY, epochs=2)
+    with pytest.raises(ConfigError, match="no labelled utterances.*dev"):
+        train(TrainConfig.from_dict(config), [train_only], tmp_path / "refused", progress=False)
+    summary = train(TrainConfig.from_dict(dict(config, dev_utterances=0)), [train_only], tmp_path / "run", progress=False)
+    assert summary["epochs_done"] == 2 and (tmp_path / "run" / "model.pt").exists()
+    epoch_rows = [r for r in csv.DictReader(open(tmp_path / "run" / "log.csv")) if r["loss"] == ""]
+    assert len(epoch_rows) == 2 and all(r["dev_wer"] == "" for r in epoch_rows)
+
+
 def test_averaging_sources_include_the_state_at_a_mid_epoch_stop():
     from edgevoice.train.trainer import averaging_sources
 

@@ -35,16 +35,17 @@ def corpus_build(
     profile: str = typer.Option("training", "--profile", help="training (default); endpointing: the end-pointing "
                                 "evaluation set (pauses, hesitations, long trailing silence and noise; dev and test only); "
                                 "endpointing-train: the same with training voices and sentences; "
-                                "biasing: the context-biasing set (held-out rare names, bias lists of 10/100/1000; dev and test)."),
+                                "biasing: the context-biasing set (held-out rare names, bias lists of 10/100/1000; dev and test); "
+                                "biasing-train: training material for the neural biaser (training rare names; train only)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Synthesize a labelled many-voice corpus; re-running finishes what is missing."""
-    from edgevoice.corpus.builder import (BIASING_PROFILE, DEFAULT_SOURCES, ENDPOINTING_PROFILE, ENDPOINTING_TRAIN_PROFILE,
-                                         BuildConfig, build_corpus)
+    from edgevoice.corpus.builder import (BIASING_PROFILE, BIASING_TRAIN_PROFILE, DEFAULT_SOURCES, ENDPOINTING_PROFILE,
+                                         ENDPOINTING_TRAIN_PROFILE, BuildConfig, build_corpus)
 
     try:
         profiles = {"training": {}, "endpointing": ENDPOINTING_PROFILE, "endpointing-train": ENDPOINTING_TRAIN_PROFILE,
-                    "biasing": BIASING_PROFILE}
+                    "biasing": BIASING_PROFILE, "biasing-train": BIASING_TRAIN_PROFILE}
         if profile not in profiles:
             raise EdgevoiceError(f"unknown profile {profile!r}; choose from {', '.join(profiles)}")
         settings = dict(profiles[profile])
@@ -401,38 +402,46 @@ def context_enroll_cmd(
                                                "several; see `edgevoice corpus voices`); default: six training-split "
                                                "voices of the three engines. A file heard in other voices is enrolled "
                                                "again."),
+    conditions: Optional[List[str]] = typer.Option(None, "--condition", help="Acoustic condition to hear each phrase "
+                                                   "in (repeat for several): clean, room, noiseN (N dB SNR), or several "
+                                                   "joined with '+'; default: clean (clean, noise10, room, noise5+room "
+                                                   "finds more names and inserts more where none was said: README). A "
+                                                   "file heard in other conditions is enrolled again."),
 ) -> None:
     """Speak each phrase with a few TTS voices inside carrier sentences, decode it with the
-    recognizer, and keep the words it hears (about 0.15 s a phrase and voice on one core; once per list)."""
+    recognizer, and keep the words it hears (about 0.9 s a phrase on one core; once per list)."""
     from tqdm import tqdm
 
     from edgevoice.device import default_model_dir
     from edgevoice.device.context import ContextGraph
     from edgevoice.corpus.tts import Voice
-    from edgevoice.device.heard_forms import ENROLL_VOICES, HeardForms, WordContext, enroll
+    from edgevoice.device.heard_forms import ENROLL_CONDITIONS, ENROLL_VOICES, HeardForms, WordContext, check_conditions, enroll
     from edgevoice.text.normalize import normalize
 
     try:
         voice_ids = tuple(Voice.parse(v).id for v in voices) if voices else ENROLL_VOICES
+        condition_names = check_conditions(conditions) if conditions else ENROLL_CONDITIONS
         recognizer = _load_recognizer(model, False, 4, 1)
         context_file = Path(model or default_model_dir()) / "word_context.json"
         word_context = WordContext.load(context_file) if context_file.exists() else None
         phrases = [normalize(p) for p, _ in ContextGraph.read_phrase_file(context)]
         known = HeardForms.load(out) if out.exists() else None
-        stale = known is not None and not known.heard_with(recognizer.fingerprint, voice_ids)
-        if stale:  # another model, or other voices, hear names differently: its phrases are heard again
+        stale = known is not None and not known.heard_with(recognizer.fingerprint, voice_ids, condition_names)
+        if stale:  # another model, other voices or conditions hear names differently: its phrases are heard again
             why = (f"enrolled with another model ({known.model or 'not recorded'})"
-                   if known.model != recognizer.fingerprint else f"heard in other voices ({', '.join(known.enrolled_voices)})")
+                   if known.model != recognizer.fingerprint else
+                   f"heard in other voices ({', '.join(known.enrolled_voices)})" if known.enrolled_voices != voice_ids else
+                   f"heard in other conditions ({', '.join(known.enrolled_conditions)})")
             typer.echo(f"{out} was {why}: enrolling its {len(known.forms)} phrase(s) again with this model "
-                       f"({recognizer.fingerprint}) in {', '.join(voice_ids)}")
+                       f"({recognizer.fingerprint}) in {', '.join(voice_ids)}; {', '.join(condition_names)}")
             phrases = list(known.forms) + phrases
         known = {} if known is None or stale else known.forms
         todo = [p for p in dict.fromkeys(phrases) if p and p not in known]
         with tqdm(total=len(todo), desc="enrolling phrases", disable=not todo) as bar:
-            new = enroll(recognizer, todo, voices=voice_ids, progress=bar.update)
+            new = enroll(recognizer, todo, voices=voice_ids, progress=bar.update, conditions=condition_names)
         HeardForms({**known, **new.forms}, threshold, word_context=word_context,
                    min_entity_start=min_entity_start if word_context else 0.0, model=recognizer.fingerprint,
-                   acoustic_margin=acoustic_margin, voices=voice_ids).save(out)
+                   acoustic_margin=acoustic_margin, voices=voice_ids, conditions=condition_names).save(out)
     except EdgevoiceError as exc:
         _fail(exc)
     typer.echo(f"{len(todo)} phrase(s) enrolled, {len(known)} already there: {out}")

@@ -41,6 +41,7 @@ SOURCE_WEIGHTS = {
     "snips": 0.12,
     "slurp_devel": 0.04,  # dev split only
     "rare_names": 1.0,  # biasing evaluation only: as many name sentences as all others together
+    "training_rare_names": 1.0,  # biasing-train only: likewise, with the training rare names
 }
 USER_TEMPLATE_WEIGHT = 1.0  # each user template file weighs as much as all defaults together
 ENGINE_WEIGHTS = {
@@ -65,6 +66,13 @@ DEFAULT_SOURCES = ("home_assistant", "assistant", "slurp_lm", "hwu64", "snips", 
 # the fusion weight) and test.
 BIASING_PROFILE = {"sources": [*DEFAULT_SOURCES, "rare_names"], "plan_splits": {"train": 0.0, "dev": 0.3, "test": 0.7},
                    "bias_list_sizes": [10, 100, 1000]}
+# `--profile biasing-train`: material for the neural biaser: half the utterances speak a
+# training rare name (lists/training_rare_names.txt), which the recognizer never heard and so
+# gets wrong, as it does a user's own contacts; training voices and sentences only. Without
+# such names the biaser learns that lists add nothing: the recognizer knows every training
+# contact by heart.
+BIASING_TRAIN_PROFILE = {"sources": [*DEFAULT_SOURCES, "training_rare_names"],
+                         "plan_splits": {"train": 1.0, "dev": 0.0, "test": 0.0}}
 MAX_WORDS = 25
 
 
@@ -117,7 +125,7 @@ class BuildConfig:
                      "narrowband_prob", "eq_prob", "hesitation_prob", "trailing_burst_prob"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"{name} must be within 0-1, got {getattr(self, name)}")
-        known = set(DEFAULT_SOURCES) | {"templates", "rare_names"}
+        known = set(DEFAULT_SOURCES) | {"templates", "rare_names", "training_rare_names"}
         unknown = [s for s in self.sources if s not in known]
         if unknown:
             raise ConfigError(f"unknown text source(s) {unknown}; choose from {sorted(known)}")
@@ -167,7 +175,7 @@ class TextPools:
 
     def __init__(self, config: BuildConfig):
         from edgevoice.corpus.templates import (assistant_sampler, home_assistant_sampler, load_template_file,
-                                                rare_name_sampler)
+                                                rare_name_sampler, training_rare_name_sampler)
         from edgevoice.corpus.text_sources import shared_text_sources
 
         rng = random.Random(config.seed)
@@ -184,6 +192,8 @@ class TextPools:
             samplers.append((sampler.source, sampler))
         if "rare_names" in wanted:  # last, so the other sources draw as they always did
             samplers.append(("rare_names", rare_name_sampler()))
+        if "training_rare_names" in wanted:
+            samplers.append(("training_rare_names", training_rare_name_sampler()))
         for name, sampler in samplers:
             drawn = {s.text: s for s in (sampler.sample(rng) for _ in range(config.template_samples)) if s.text}
             if not drawn:

@@ -79,3 +79,9 @@ def default_lists() -> dict[str, list]:
 def heldout_names() -> tuple[str, ...]:
     """Spoken forms of the held-out rare names."""
     return tuple(normalize(n) for n in list_values("heldout_names"))
+
+
+@lru_cache(maxsize=None)
+def training_rare_names() -> tuple[str, ...]:
+    """Spoken forms of the rare names for training the neural biaser (disjoint from the held-out ones)."""
+    return tuple(normalize(n) for n in list_values("training_rare_names"))

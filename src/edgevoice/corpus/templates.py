@@ -224,6 +224,16 @@ def rare_name_sampler() -> TemplateSampler:
     return load_template_file(BUILTIN_TEMPLATES / "rare_names_en.yaml", extra_lists=lists, source="rare_names")
 
 
+def training_rare_name_sampler() -> TemplateSampler:
+    """Sentences about contacts whose names are the training rare names (training the neural
+    biaser on names the recognizer has not learned; never the held-out ones)."""
+    from edgevoice.corpus.slot_lists import training_rare_names
+
+    lists = {**default_lists(), "contact": list(training_rare_names())}
+    return load_template_file(BUILTIN_TEMPLATES / "rare_names_train_en.yaml", extra_lists=lists,
+                              source="training_rare_names")
+
+
 def assistant_sampler() -> TemplateSampler:
     """edgevoice's own assistant templates (calls, messages, alarms, media, weather)."""
     return load_template_file(BUILTIN_TEMPLATES / "assistant_en.yaml", source="assistant")

@@ -69,10 +69,12 @@ class ModelDirectory:
 
     @property
     def fingerprint(self) -> str:
-        """Names the trained model (its float32 parts and tokenizer, by checksum), the same
-        whichever precision is loaded: what was learned from one model's output (heard
-        forms) is stale for another."""
-        names = [self.metadata["tokenizer"], *sorted(self.metadata["variants"]["float32"].values())]
+        """Names the trained recognizer (its float32 parts and tokenizer, by checksum), the
+        same whichever precision is loaded: what was learned from one recognizer's output
+        (heard forms) is stale for another. The neural biaser is left out: without a list it
+        adds nothing, so forms heard without one hold for every biaser on the same recognizer."""
+        parts = self.metadata["variants"]["float32"]
+        names = [self.metadata["tokenizer"], *sorted(v for k, v in parts.items() if k != "biaser")]
         digest = hashlib.sha256("\n".join(f"{n} {self.metadata['sha256'].get(n, '')}" for n in names).encode())
         return digest.hexdigest()[:16]
 

@@ -303,8 +303,11 @@ def train(config: TrainConfig, data_dirs: list[str | Path], out_dir: str | Path,
     feature_config = FeatureConfig(num_bins=config.model.num_mel_bins)
     cache = Path(config.feature_cache) if config.feature_cache else out / "cache"
     def stores():
+        # dev_utterances 0: no dev evaluation, so a corpus without a dev split trains too
+        # (material for one part of the model, measured by its own benchmark).
         return (FeatureStore.build(data_dirs, cache, feature_config, tuple(config.train_splits), progress=is_main),
-                FeatureStore.build(data_dirs, cache, feature_config, tuple(config.dev_splits), progress=is_main))
+                FeatureStore.build(data_dirs, cache, feature_config, tuple(config.dev_splits), progress=is_main)
+                if config.dev_utterances else None)
 
     # The first process computes the feature cache; the others then read it.
     if is_main:
@@ -376,7 +379,7 @@ def train(config: TrainConfig, data_dirs: list[str | Path], out_dir: str | Path,
                                        config.bias_max_distractors)
     rng = np.random.default_rng([config.seed, 99])
     dev_indices = sorted(rng.choice(len(dev_store.utterances), size=min(config.dev_utterances, len(dev_store.utterances)),
-                                    replace=False).tolist())
+                                    replace=False).tolist()) if dev_store is not None else []
     log_path = out / "log.csv"
     log_fields = ["step", "epoch", "loss", "lr", "grad_norm", "audio_hours", "elapsed_s", "dev_loss", "dev_wer"]
     if is_main and not log_path.exists():
@@ -444,14 +447,16 @@ def train(config: TrainConfig, data_dirs: list[str | Path], out_dir: str | Path,
         batch_in_epoch = 0
         if is_main:
             dev = evaluate_greedy(model, dev_store, dev_indices, tokenizer, cmvn, config.max_frames,
-                                  "modified" if config.loss == "pruned" else config.loss)
+                                  "modified" if config.loss == "pruned" else config.loss) if dev_indices else None
             save(ckpt_dir / f"epoch-{epoch}.pt")
             (ckpt_dir / f"epoch-{epoch - config.average_last}.pt").unlink(missing_ok=True)  # keep what is averaged
             save(last)
             with open(log_path, "a", newline="") as f:
                 csv.writer(f).writerow([step, epoch, "", "", "", round(audio_seconds / 3600, 4),
-                                        round(time.time() - start, 1), round(dev["loss"], 4), round(dev["wer"], 4)])
-            bar.write(f"epoch {epoch}: dev loss {dev['loss']:.3f}, dev WER {dev['wer']:.2%} ({dev['utterances']} utts)")
+                                        round(time.time() - start, 1), round(dev["loss"], 4) if dev else "",
+                                        round(dev["wer"], 4) if dev else ""])
+            bar.write(f"epoch {epoch}: dev loss {dev['loss']:.3f}, dev WER {dev['wer']:.2%} ({dev['utterances']} utts)"
+                      if dev else f"epoch {epoch} done (no dev evaluation: dev_utterances 0)")
     bar.close()
     summary = {"steps": step, "epochs_done": epoch, "stopped_early": stopped_early,
                "wall_seconds": round(time.time() - start, 1),
@@ -491,7 +496,10 @@ def plot_curves(log_path: Path, png: Path) -> None:
         b.plot([d[0] for d in dev], [100 * d[2] for d in dev], "o-")
     a.set_xlabel("step")
     a.set_yscale("log")
-    a.legend()
+    if train or dev:
+        a.legend()
+    if not dev:
+        b.text(0.5, 0.5, "no dev evaluation", ha="center", va="center", transform=b.transAxes)
     b.set_xlabel("step")
     b.set_ylabel("dev WER (%, greedy)")
     fig.tight_layout()
