@@ -111,6 +111,12 @@ $EV corpus build --out corpora/endpointing_train --hours 3 --seed 6 --profile en
 # biasing="auto" means for this model, the one with the lowest dev WER.
 $EV corpus build --out corpora/biasing --hours 0.8 --seed 7 --profile biasing
 .venv/bin/python benchmarks/biasing_eval.py --model models/default --corpus corpora/biasing
+.venv/bin/python benchmarks/biasing_overhead.py --model models/default --corpus corpora/biasing   # decoding cost alone, ~13 min
+
+# Where the recognizer's errors come from: its training audio, fresh audio in its training
+# voices, unseen voices (~3 min).
+$EV corpus build --out corpora/fresh21 --hours 0.5 --seed 21
+.venv/bin/python benchmarks/generalization_gap.py --model models/default --corpus corpora/bench20 --fresh corpora/fresh21
 
 # The cloud side: the LM (~45 min), weights tuned on dev lattices, rescoring WER, load test.
 $EV lm train --out models/cloud-lm --config models/cloud-lm/lm.yaml
