@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from edgevoice.audio.io import read_audio
+from edgevoice.device.context import ContextGraph
 from edgevoice.device.recognizer import Recognizer
 from edgevoice.errors import ConfigError, ModelError
 from edgevoice.train.data import BiasListSampler, entity_phrases, phrase_batch
@@ -182,6 +183,29 @@ def test_biasing_modes(biased_device, exported, audio):
         plain.create_stream(context=["mom"], biasing="neural")
     with pytest.raises(ConfigError, match="biasing must be"):
         plain.create_stream(context=["mom"], biasing="loud")
+
+
+def test_a_list_that_comes_back_reuses_its_neural_memory(biased_device, audio):
+    """A user's list returns with every request, as phrases or a new ContextGraph: its
+    memory is prepared once (the same arrays), a few lists are kept, and the result is the
+    same as with a fresh one."""
+    recognizer = Recognizer.load(biased_device)
+    prepared = []
+    original = recognizer.model.bias_memory
+    recognizer.model.bias_memory = lambda tokens: prepared.append(len(tokens)) or original(tokens)
+    first = recognizer.transcribe(audio[1], context=["mom", "jazz"], biasing="neural")
+    again = recognizer.transcribe(audio[1], context=["mom", "jazz"], biasing="neural")
+    graph = ContextGraph.from_phrases(["mom", "jazz"], recognizer.tokenizer)
+    recognizer.create_stream(context=graph, biasing="both")
+    assert prepared == [2] and first.nbest[0]["score"] == again.nbest[0]["score"]
+    others = ["turn", "lights", "music", "play"][: Recognizer.BIAS_MEMORIES_KEPT]
+    for word in others:  # other lists push it out
+        recognizer.create_stream(context=[word], biasing="neural")
+    recognizer.create_stream(context=["mom", "jazz"], biasing="neural")
+    assert prepared == [2] + [1] * len(others) + [2]
+    recognizer.forget_bias_memories()
+    recognizer.create_stream(context=["mom", "jazz"], biasing="neural")
+    assert prepared[-2:] == [2, 2]
 
 
 def test_auto_biasing_follows_the_models_dev_choice(biased_device, exported, audio, tmp_path):
