@@ -51,7 +51,8 @@ FIRST_ENROLL_VOICES = ENROLL_VOICES[:3]
 # but hearing the phrases there too (NOISY_ENROLL_CONDITIONS) traded recall for false alarms
 # in the biasing benchmark (rare names found 36.6 / 19.6 % against 31.7 / 15.7 % at 10 / 100
 # phrases, unbiased words +1.9 / +2.4 % against -1.3 / -2.3 %, overall WER higher:
-# benchmarks/results/biasing_eval_conditions.md), so clean stays the default.
+# benchmarks/results/biasing_eval_conditions.md; clean + room alone: biasing_eval_room.md),
+# so clean stays the default.
 ENROLL_CONDITIONS = ("clean",)
 NOISY_ENROLL_CONDITIONS = ("clean", "noise10", "room", "noise5+room")
 # What every forms file that does not record its conditions was heard in.
