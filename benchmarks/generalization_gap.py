@@ -9,7 +9,8 @@ WER (the device recognizer as shipped: beam 4, its token LM) on random utterance
    text sources, audio never heard (split by whether the sentence is also in the training
    corpus's train text);
 3. the training corpus's `dev` and `test` splits: unseen voices and sentences.
-Each also for its clean utterances alone (no noise below 20 dB, no room, channel or whisper).
+Each also for its clean utterances alone (recognizer_eval.py's "clean or noise at >= 20 dB
+SNR": no room, channel or whisper).
 The gap 1 -> 2 is learning the training audio by heart; 2 -> 3 is unseen voices and sentences.
 Results: benchmarks/results/generalization_gap.{json,md}.
 """
@@ -22,18 +23,20 @@ import random
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).parent))
+from recognizer_eval import condition_of  # noqa: E402
+
 from edgevoice.audio.io import read_audio
 from edgevoice.corpus.manifest import audio_path, read_manifest
 from edgevoice.device.recognizer import Recognizer
 from edgevoice.text.metrics import word_error_rate
 
 RESULTS = Path(__file__).parent / "results"
+CLEAN = "clean or noise at >= 20 dB SNR"
 
 
 def is_clean(record: dict) -> bool:
-    a = record.get("augmentation") or {}
-    return ((a.get("snr") is None or a["snr"] >= 20) and not a.get("rir") and not a.get("channel")
-            and not record.get("whisper"))
+    return condition_of(record) == CLEAN  # the recognizer benchmark's conditions
 
 
 def score(recognizer: Recognizer, records: list[dict], corpus: Path) -> dict:

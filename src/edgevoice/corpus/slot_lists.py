@@ -76,12 +76,16 @@ def default_lists() -> dict[str, list]:
 
 
 @lru_cache(maxsize=None)
+def spoken_list(stem: str) -> tuple[str, ...]:
+    """A list file's entries in spoken form."""
+    return tuple(normalize(n) for n in list_values(stem))
+
+
 def heldout_names() -> tuple[str, ...]:
     """Spoken forms of the held-out rare names."""
-    return tuple(normalize(n) for n in list_values("heldout_names"))
+    return spoken_list("heldout_names")
 
 
-@lru_cache(maxsize=None)
 def training_rare_names() -> tuple[str, ...]:
     """Spoken forms of the rare names for training the neural biaser (disjoint from the held-out ones)."""
-    return tuple(normalize(n) for n in list_values("training_rare_names"))
+    return spoken_list("training_rare_names")

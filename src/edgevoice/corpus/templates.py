@@ -216,12 +216,17 @@ def home_assistant_sampler(language: str = "en") -> TemplateSampler:
     return TemplateSampler(_intents_from_dict(data, "home-assistant-intents"), default_lists(), source="home_assistant")
 
 
+def _contact_sampler(names, template: str, source: str) -> TemplateSampler:
+    """Sentences from a template file whose {contact} list is replaced by these names."""
+    return load_template_file(BUILTIN_TEMPLATES / template, extra_lists={**default_lists(), "contact": list(names)},
+                              source=source)
+
+
 def rare_name_sampler() -> TemplateSampler:
     """Sentences about contacts whose names are the held-out rare names (biasing evaluation)."""
     from edgevoice.corpus.slot_lists import heldout_names
 
-    lists = {**default_lists(), "contact": list(heldout_names())}
-    return load_template_file(BUILTIN_TEMPLATES / "rare_names_en.yaml", extra_lists=lists, source="rare_names")
+    return _contact_sampler(heldout_names(), "rare_names_en.yaml", "rare_names")
 
 
 def training_rare_name_sampler() -> TemplateSampler:
@@ -229,9 +234,7 @@ def training_rare_name_sampler() -> TemplateSampler:
     biaser on names the recognizer has not learned; never the held-out ones)."""
     from edgevoice.corpus.slot_lists import training_rare_names
 
-    lists = {**default_lists(), "contact": list(training_rare_names())}
-    return load_template_file(BUILTIN_TEMPLATES / "rare_names_train_en.yaml", extra_lists=lists,
-                              source="training_rare_names")
+    return _contact_sampler(training_rare_names(), "rare_names_train_en.yaml", "training_rare_names")
 
 
 def assistant_sampler() -> TemplateSampler:

@@ -459,8 +459,10 @@ def hear_in(audio, condition: str, key: str):
 
     from edgevoice.audio.augment import apply_rir, colored_noise, make_room_impulse_response, mix_at_snr, speech_bounds
 
-    rng = np.random.default_rng(zlib.crc32(f"{key}|{condition}".encode()))
     parts = condition.split("+")
+    if set(parts) == {"clean"}:
+        return audio
+    rng = np.random.default_rng(zlib.crc32(f"{key}|{condition}".encode()))
     if "room" in parts:
         rir, _ = make_room_impulse_response(rng)
         audio = apply_rir(audio, rir)
@@ -499,8 +501,7 @@ def enroll(recognizer, phrases, synthesizer=None, voices=ENROLL_VOICES, carriers
                 for voice in parsed:
                     audio = synthesizer.synthesize(carrier.format(spoken), voice)
                     for condition in conditions:
-                        heard_audio = audio if condition == "clean" else \
-                            hear_in(audio, condition, f"{spoken}|{voice.id}|{carrier}")
+                        heard_audio = hear_in(audio, condition, f"{spoken}|{voice.id}|{carrier}")
                         hyp = recognizer.transcribe(heard_audio, biasing="none").text.split()
                         form = " ".join(slot_words(carrier, hyp))
                         if form:
