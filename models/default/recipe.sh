@@ -112,6 +112,7 @@ $EV corpus build --out corpora/endpointing_train --hours 3 --seed 6 --profile en
 $EV corpus build --out corpora/biasing --hours 0.8 --seed 7 --profile biasing
 .venv/bin/python benchmarks/biasing_eval.py --model models/default --corpus corpora/biasing
 .venv/bin/python benchmarks/biasing_overhead.py --model models/default --corpus corpora/biasing   # decoding cost alone, ~13 min
+.venv/bin/python benchmarks/biasing_reach.py --model models/default --corpus corpora/biasing      # the true name alone, ~1 min
 
 # Where the recognizer's errors come from: its training audio, fresh audio in its training
 # voices, unseen voices (~3 min).
