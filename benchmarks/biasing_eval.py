@@ -240,7 +240,7 @@ def main() -> None:
 
     common = everyday_words(args.text_corpus)
     dev, items = load_items(args.corpus, args.limit)
-    recognizer = Recognizer.load(args.model, beam=4, threads=1)
+    recognizer = Recognizer.load(args.model, threads=1)
     recognizer.transcribe(items[0]["audio"])  # warm-up
     modes = [m for m in args.modes if m == "fusion" or recognizer.model.has_biaser]
     conditions = [("none", None)] + [(m, n) for n in args.sizes for m in modes]
@@ -351,7 +351,7 @@ def main() -> None:
         print(f"biasing='auto' for this model: {default['auto']} (dev WER by mode {default['dev_wer_by_mode']}) "
               f"-> {biasing_out}", flush=True)
     lines = [f"# Context biasing ({len(items)} test utterances, {report['rare_name_utterances']} with held-out rare names, "
-             f"{report['utterances_without_entities']} without entities; beam 4, one thread; fusion weight per token "
+             f"{report['utterances_without_entities']} without entities; beam {recognizer.beam}, one thread; fusion weight per token "
              f"and heard-form settings tuned on {len(dev)} dev utterances)", "",
              f"`{report['command']}`", "",
              "+forms: the list's heard forms (edgevoice.device.heard_forms) join the fusion and rewrite the result; "

@@ -62,7 +62,7 @@ def main() -> None:
 
     _, items = load_items(args.corpus)
     items = items[: args.utterances]
-    recognizer = Recognizer.load(args.model, beam=4, threads=1)
+    recognizer = Recognizer.load(args.model, threads=1)
     modes = [m for m in args.modes if m == "fusion" or recognizer.model.has_biaser]
     # "none" twice: the second is a control, whose overhead over the first shows the noise floor.
     conditions = [("none", None), ("none", 0)] + [(m, n) for n in args.sizes for m in modes]
@@ -90,13 +90,13 @@ def main() -> None:
         print(rows[-1], flush=True)
     command = f"python benchmarks/biasing_overhead.py --model {args.model} --corpus {args.corpus}"
     result = {"command": command, "model": args.model, "utterances": len(items), "audio_seconds": round(audio_seconds, 1),
-              "repeats": args.repeats, "beam": 4, "threads": 1, "fusion_weight": args.weight,
+              "repeats": args.repeats, "beam": recognizer.beam, "threads": 1, "fusion_weight": args.weight,
               "cpu": platform.processor() or platform.machine(), "conditions": rows}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=2))
     md = ["# What a bias list costs the device's decoding", "", f"`{command}`", "",
-          f"{len(items)} test utterances of the biasing set ({audio_seconds / 60:.1f} min of audio), beam 4, one thread; "
+          f"{len(items)} test utterances of the biasing set ({audio_seconds / 60:.1f} min of audio), beam {recognizer.beam}, one thread; "
           f"each condition decoded {args.repeats} times per utterance, interleaved in random order, the quickest run kept. "
           "Overhead: median over utterances of decoding time with the list over without, minus one. Preparing a list "
           "(context graph + neural memory) happens once per list (the recognizer keeps the last few lists' "

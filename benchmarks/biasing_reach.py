@@ -39,7 +39,7 @@ def main() -> None:
 
     dev, _ = load_items(args.corpus)
     items = [dict(it, lists={"1": it["rare_names"]}) for it in dev if it["rare_names"]][: args.utterances]
-    recognizer = Recognizer.load(args.model, beam=4, threads=1)
+    recognizer = Recognizer.load(args.model, threads=1)
     rows = []
     runs = [("fusion", w) for w in args.weights] + ([("neural", None)] if recognizer.model.has_biaser else [])
     for mode, weight in runs:
@@ -53,7 +53,7 @@ def main() -> None:
     out.with_suffix(".json").write_text(json.dumps({"command": command, "model": args.model, "runs": rows}, indent=2))
     md = ["# Can in-search biasing reach the held-out names? The true name as the only listed phrase", "",
           f"`{command}`", "", f"{len(items)} dev utterances of the biasing set that speak a held-out rare name; "
-          "beam 4; no heard forms.", "", "| biasing | bonus per token | name recalled |", "|---|---|---|"]
+          f"beam {recognizer.beam}; no heard forms.", "", "| biasing | bonus per token | name recalled |", "|---|---|---|"]
     md += [f"| {r['mode']} | {r['bonus_per_token'] if r['bonus_per_token'] is not None else '-'} | "
            f"{r['recalled']} of {r['utterances']} |" for r in rows]
     out.with_suffix(".md").write_text("\n".join(md) + "\n")

@@ -4,7 +4,7 @@
 
 Measures (results in benchmarks/results/device_eval.{json,md}):
 - real-time factor of the whole device pipeline on ONE thread (16 kHz audio in, streaming
-  features, encoder, modified beam search with beam 4, lattice), fed in 100 ms blocks as a
+  features, encoder, modified beam search at the model's tuned beam, lattice), fed in 100 ms blocks as a
   microphone would; and the time from the end of the audio (finish()) to the final result;
 - WER of the float32 and int8 models, and their sizes in bytes;
 - agreement with the torch decoder (same 1-best on the test split);
@@ -40,10 +40,11 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def run_device(model: str, precision: str, audio: list[np.ndarray], refs: list[str], lm_weight: float | None = None,
-               lm_settings: tuple | None = None) -> dict:
-    """lm_weight: as Recognizer.load; lm_settings: (weight, bonus, end weight) to use instead
-    of the model's lm_fusion.json (a model with a token LM)."""
-    recognizer = Recognizer.load(model, precision=precision, beam=4, threads=1, lm_weight=lm_weight)
+               lm_settings: tuple | None = None, beam: int | None = None) -> dict:
+    """lm_weight, beam: as Recognizer.load (None: the model's tuned settings); lm_settings:
+    (weight, bonus, end weight) to use instead of the model's lm_fusion.json (a model with a
+    token LM)."""
+    recognizer = Recognizer.load(model, precision=precision, beam=beam, threads=1, lm_weight=lm_weight)
     if lm_settings is not None and recognizer.lm_fusion is not None:
         recognizer.lm_fusion = LMFusion(recognizer.lm_fusion.lm, *lm_settings)
     recognizer.transcribe(audio[0])  # warm-up: first-call allocations are not the steady state
@@ -66,6 +67,7 @@ def run_device(model: str, precision: str, audio: list[np.ndarray], refs: list[s
     return {
         "precision": precision,
         "token_lm_weight": recognizer.lm_fusion.weight if recognizer.lm_fusion else 0.0,
+        "beam": recognizer.beam,
         "wer": round(counts["errors"] / counts["ref_words"], 4),
         "ser": round(counts["sentence_errors"] / len(refs), 4),
         "oracle_wer": round(oracle_errors / counts["ref_words"], 4),
@@ -80,7 +82,7 @@ def run_device(model: str, precision: str, audio: list[np.ndarray], refs: list[s
     }
 
 
-def torch_agreement(model: str, audio: list[np.ndarray], device_hyps: list[str]) -> dict | None:
+def torch_agreement(model: str, audio: list[np.ndarray], device_hyps: list[str], beam: int) -> dict | None:
     if not (Path(model) / "model.pt").exists():
         return None
     import torch
@@ -89,7 +91,7 @@ def torch_agreement(model: str, audio: list[np.ndarray], device_hyps: list[str])
 
     torch.set_num_threads(1)
     trained = TrainedModel(model)
-    same = sum(trained.transcribe(x, beam=4, streaming=True)[0][0] == hyp for x, hyp in zip(audio, device_hyps))
+    same = sum(trained.transcribe(x, beam=beam, streaming=True)[0][0] == hyp for x, hyp in zip(audio, device_hyps))
     return {"utterances": len(audio), "identical": same, "identical_share": round(same / len(audio), 4)}
 
 
@@ -123,7 +125,7 @@ def main() -> None:
     # The torch decoder has no token LM: compare it with the device search without one.
     has_lm = runs["float32"]["token_lm_weight"] > 0
     plain = run_device(args.model, "float32", audio, refs, lm_weight=0) if has_lm else runs["float32"]
-    agreement = torch_agreement(args.model, audio, plain["hyps"])
+    agreement = torch_agreement(args.model, audio, plain["hyps"], plain["beam"])
     lm_bytes = (Path(args.model) / "token_lm.npz").stat().st_size if has_lm else 0
     rss = peak_rss_mb(args.model, audio_path(records[0], args.corpus))
     fp, q = runs["float32"], runs.get("int8")
@@ -147,10 +149,10 @@ def main() -> None:
              f"`{result['command']}`", "",
              "| model | bytes | WER | SER | lattice oracle WER | RTF (1 thread) | end of audio -> result, median / p90 |",
              "|---|---|---|---|---|---|---|"]
-    rows = [(p + (f" + token LM (weight {r['token_lm_weight']})" if r["token_lm_weight"] else ""),
+    rows = [(p + (f" + token LM (weight {r['token_lm_weight']})" if r["token_lm_weight"] else "") + f", beam {r['beam']}",
              sizes[p] + (lm_bytes if r["token_lm_weight"] else 0), r) for p, r in runs.items()]
     if has_lm:
-        rows.append(("float32, no token LM", sizes["float32"], plain))
+        rows.append((f"float32, no token LM, beam {plain['beam']}", sizes["float32"], plain))
     for name, size, r in rows:
         lines.append(f"| {name} | {size / 1e6:.1f} MB | {r['wer']:.2%} | {r['ser']:.2%} | {r['oracle_wer']:.2%} | "
                      f"{r['rtf_one_thread']:.4f} | {r['finish_ms_median']:.1f} / {r['finish_ms_p90']:.1f} ms |")

@@ -43,7 +43,7 @@ def main() -> None:
 
     common = everyday_words(args.text_corpus)
     dev, _ = load_items(args.corpus)
-    recognizer = Recognizer.load(args.model, beam=4, threads=1)
+    recognizer = Recognizer.load(args.model, threads=1)
     cached = HeardForms.load(args.heard_forms)
     if cached.model != recognizer.fingerprint:
         raise ConfigError(f"{args.heard_forms} was enrolled with another model: run benchmarks/biasing_eval.py first")

@@ -4,11 +4,14 @@
     python benchmarks/lm_fusion_eval.py --model models/default --corpus corpora/bench20
 
 Tunes the fusion weight, the per-token bonus and the end-of-sentence weight on the
-corpus's dev split (dev voices, dev sentences), writes them to MODEL/lm_fusion.json (the
-recognizer's default from then on), and measures on the held-out test split, with the
-device runtime (ONNX, beam 4): WER and SER without and with the LM, per text source, the
-lattice oracle WER, and the real-time factor of the whole stream on one thread
-(device_eval.run_device).
+corpus's dev split (dev voices, dev sentences) at beam 4, then the beam at those settings
+(the smallest beam within 1 % of the fewest dev errors among those whose whole stream,
+int8 on one thread, stays within the device's real-time budget of 0.02: a wider beam costs
+search time on every frame), writes them to MODEL/lm_fusion.json (the recognizer's default from then
+on), and measures on the held-out test split, with the device runtime (ONNX): WER and SER
+without the LM (beam 4) and with it (beam 4 and the chosen beam; every swept beam too), per
+text source, the lattice oracle WER, and the real-time factor of the whole stream on one
+thread (device_eval.run_device).
 
 The encoder runs once per utterance; each setting re-runs only the beam search over its
 frames (the same search the stream runs: checked on every test utterance of the final run).
@@ -42,6 +45,10 @@ RESULTS = Path(__file__).parent / "results"
 WEIGHTS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3)  # 0: the per-token bonus alone, no LM (a baseline)
 BONUSES = (0.0, 0.25, 0.5, 0.75)
 END_WEIGHTS = (0.0, 1.0)
+TUNING_BEAM = 4  # the LM settings are tuned at the old default beam, then the beam at them
+BEAMS = (4, 8, 12, 16, 24, 32)
+BEAM_TOLERANCE = 0.01  # relative dev errors a smaller beam may cost and still be chosen (it searches faster)
+RTF_BUDGET = 0.02  # the device runtime's goal: whole stream, one thread, the deployed (int8) model
 
 _worker: dict = {}
 
@@ -67,10 +74,10 @@ def _encode(path: str) -> np.ndarray:
 
 def _search(args) -> list[tuple[str, float]]:
     """n-best (text, score) of the beam search over these frames with these settings."""
-    frames, settings = args
+    frames, settings, beam = args
     recognizer = _worker["recognizer"]
     fusion = LMFusion(_worker["lm"], *settings) if settings else None
-    search = BeamSearch(recognizer.model, 4, lm=fusion)
+    search = BeamSearch(recognizer.model, beam, lm=fusion)
     if len(frames):
         search.advance(frames)
     return [(" ".join(recognizer.tokenizer.decode(list(h.tokens)).split()), h.score) for h in search.nbest(final=True)]
@@ -95,9 +102,12 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="at most this many test utterances")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--rtf-utterances", type=int, default=200, help="test utterances timed as whole streams")
+    ap.add_argument("--beams", type=int, nargs="+", default=list(BEAMS), help="beams tried at the tuned LM settings")
     ap.add_argument("--no-write", action="store_true", help="do not write MODEL/lm_fusion.json")
     ap.add_argument("--out", default=str(RESULTS / "lm_fusion_eval"), help="results prefix (.json, .md)")
     args = ap.parse_args()
+    if TUNING_BEAM not in args.beams:
+        args.beams = [TUNING_BEAM, *args.beams]
     model = Path(args.model)
     if not (model / TOKEN_LM_FILE).exists():
         raise SystemExit(f"{model / TOKEN_LM_FILE} is missing: build it with `edgevoice lm ngram --model {model}`")
@@ -112,8 +122,8 @@ def main() -> None:
         test_frames = list(pool.map(_encode, [str(audio_path(r, args.corpus)) for r in test], chunksize=8))
         dev_refs, test_refs = [r["text"] for r in dev], [r["text"] for r in test]
 
-        def run(frames, settings):
-            return list(pool.map(_search, [(f, settings) for f in frames], chunksize=8))
+        def run(frames, settings, beam=TUNING_BEAM):
+            return list(pool.map(_search, [(f, settings, beam) for f in frames], chunksize=8))
 
         grid = []
         baseline_dev = wer_of(dev_refs, [nb[0][0] for nb in run(dev_frames, None)])
@@ -126,18 +136,40 @@ def main() -> None:
         best = min((g for g in grid if g["weight"] > 0), key=lambda g: (g["errors"], g["weight"]))
         bonus_only = min((g for g in grid if g["weight"] == 0), key=lambda g: g["errors"])
         settings = (best["weight"], best["bonus"], best["end_weight"])
+        beams = []
+        for beam in args.beams:
+            scores = best if beam == TUNING_BEAM else wer_of(dev_refs, [nb[0][0] for nb in run(dev_frames, settings, beam)])
+            beams.append({"beam": beam, "dev": {k: scores[k] for k in ("wer", "ser", "errors", "ref_words")}})
+            print(f"dev beam {beam}: WER {scores['wer']:.2%}", flush=True)
         test_none = run(test_frames, None)
-        test_lm = run(test_frames, settings)
+        test_by_beam = {}
+        for b in beams:
+            test_by_beam[b["beam"]] = run(test_frames, settings, b["beam"])
+            b["test"] = wer_of(test_refs, [nb[0][0] for nb in test_by_beam[b["beam"]]])
+        test_lm_tuning_beam = test_by_beam[TUNING_BEAM]
         test_bonus = run(test_frames, (0.0, bonus_only["bonus"], 0.0))
-    if not args.no_write:  # before the stream check below, which loads the recognizer's default
-        (model / LM_FUSION_FILE).write_text(json.dumps(
-            {"weight": settings[0], "bonus": settings[1], "end_weight": settings[2],
-             "tuned_on": f"{len(dev)} utterances of {args.corpus}'s dev split (benchmarks/lm_fusion_eval.py)",
-             "dev_wer_without": baseline_dev["wer"], "dev_wer_with": best["wer"]}, indent=2) + "\n")
+    # What each beam costs: the whole stream on one thread, after the pool is gone (nothing else running).
     timed = test[: args.rtf_utterances]
     timed_audio, timed_refs = [read_audio(audio_path(r, args.corpus)) for r in timed], [r["text"] for r in timed]
-    rtf_none = run_device(str(model), "float32", timed_audio, timed_refs, lm_weight=0)["rtf_one_thread"]
-    with_lm = run_device(str(model), "float32", timed_audio, timed_refs, lm_settings=settings)
+    deployed = "int8" if "int8" in json.loads((model / "metadata.json").read_text()).get("variants", {}) else "float32"
+    for b in beams:
+        b["rtf_one_thread"] = {"precision": deployed, "rtf": round(run_device(
+            str(model), deployed, timed_audio, timed_refs, lm_settings=settings, beam=b["beam"])["rtf_one_thread"], 4)}
+        print(f"beam {b['beam']}: {deployed} RTF {b['rtf_one_thread']['rtf']:.4f}", flush=True)
+    affordable = [b for b in beams if b["rtf_one_thread"]["rtf"] <= RTF_BUDGET] or [b for b in beams if b["beam"] == TUNING_BEAM]
+    fewest = min(b["dev"]["errors"] for b in affordable)
+    chosen_beam = min(b["beam"] for b in affordable if b["dev"]["errors"] <= fewest * (1 + BEAM_TOLERANCE))
+    test_lm = test_by_beam[chosen_beam]
+    if not args.no_write:  # before the stream check below, which loads the recognizer's default
+        (model / LM_FUSION_FILE).write_text(json.dumps(
+            {"weight": settings[0], "bonus": settings[1], "end_weight": settings[2], "beam": chosen_beam,
+             "tuned_on": f"{len(dev)} utterances of {args.corpus}'s dev split (benchmarks/lm_fusion_eval.py)",
+             "dev_wer_without": baseline_dev["wer"],
+             "dev_wer_with": next(b["dev"]["wer"] for b in beams if b["beam"] == chosen_beam)}, indent=2) + "\n")
+    rtf_none = run_device(str(model), "float32", timed_audio, timed_refs, lm_weight=0, beam=TUNING_BEAM)["rtf_one_thread"]
+    rtf_lm_tuning_beam = run_device(str(model), "float32", timed_audio, timed_refs, lm_settings=settings,
+                                    beam=TUNING_BEAM)["rtf_one_thread"]
+    with_lm = run_device(str(model), "float32", timed_audio, timed_refs, lm_settings=settings, beam=chosen_beam)
     rtf_lm, stream_texts = with_lm["rtf_one_thread"], with_lm["hyps"]
     stream_same = sum(t == nb[0][0] for t, nb in zip(stream_texts, test_lm))
     lm = TokenNgramLM.load(model / TOKEN_LM_FILE)
@@ -157,13 +189,16 @@ def main() -> None:
         "token_lm": {"file": str(model / TOKEN_LM_FILE), "bytes": (model / TOKEN_LM_FILE).stat().st_size,
                      **{k: lm.meta.get(k) for k in ("order", "sentences", "ngrams", "dev_perplexity")}},
         "dev": {"utterances": len(dev), "without": baseline_dev, "best": best, "bonus_only": bonus_only, "grid": grid},
-        "settings": {"weight": settings[0], "bonus": settings[1], "end_weight": settings[2]},
+        "settings": {"weight": settings[0], "bonus": settings[1], "end_weight": settings[2], "beam": chosen_beam},
+        "beams": beams,
         "test": {"utterances": len(test), "without": without, "with": with_lm,
+                 "with_at_tuning_beam": wer_of(test_refs, [nb[0][0] for nb in test_lm_tuning_beam]),
                  "bonus_only": {"bonus": bonus_only["bonus"], **with_bonus},
                  "relative_wer_change": round((with_lm["wer"] - without["wer"]) / without["wer"], 4),
                  "oracle_wer_without": oracle_wer(test_refs, test_none), "oracle_wer_with": oracle_wer(test_refs, test_lm),
                  "by_text_source": by_source},
         "stream": {"utterances": len(timed), "rtf_one_thread_without": round(rtf_none, 4),
+                   "rtf_one_thread_with_at_tuning_beam": round(rtf_lm_tuning_beam, 4),
                    "rtf_one_thread_with": round(rtf_lm, 4),
                    "rtf_overhead": round((rtf_lm - rtf_none) / rtf_none, 4),
                    "stream_equals_search": stream_same},
@@ -174,7 +209,7 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=2))
     t = result["test"]
-    lines = [f"# Token n-gram LM fusion in the device's beam search ({len(test)} test utterances, beam 4)", "",
+    lines = [f"# Token n-gram LM fusion in the device's beam search ({len(test)} test utterances)", "",
              f"`{result['command']}`", "",
              f"Token LM: order {lm.order}, {result['token_lm']['bytes'] / 1e6:.1f} MB, "
              f"{lm.meta.get('sentences'):,} train-split sentences, dev perplexity {lm.meta.get('dev_perplexity')} per token. "
@@ -182,7 +217,13 @@ def main() -> None:
              f"end-of-sentence weight {settings[2]} (dev WER {baseline_dev['wer']:.2%} -> {best['wer']:.2%}).", "",
              f"Baseline for what the LM adds: the per-token bonus alone (no LM), tuned likewise: bonus "
              f"{bonus_only['bonus']}, dev WER {bonus_only['wer']:.2%}, test WER {with_bonus['wer']:.2%}.", "",
-             "| test | without LM | with LM |", "|---|---|---|",
+             f"Then the beam at those settings (the smallest within {BEAM_TOLERANCE:.0%} of the fewest dev errors among "
+             f"beams whose whole stream, {deployed} on one thread, stays within RTF {RTF_BUDGET}): "
+             f"**{chosen_beam}**, written to lm_fusion.json as the recognizer's default.", "",
+             f"| beam | dev WER | test WER | RTF, {deployed}, 1 thread ({len(timed)} test utterances) |", "|---|---|---|---|"]
+    lines += [f"| {b['beam']} | {b['dev']['wer']:.2%} | {b['test']['wer']:.2%} | {b['rtf_one_thread']['rtf']:.4f} |"
+              for b in beams]
+    lines += ["", f"| test | without LM (beam {TUNING_BEAM}) | with LM (beam {chosen_beam}) |", "|---|---|---|",
              f"| WER | {t['without']['wer']:.2%} | **{t['with']['wer']:.2%}** ({t['relative_wer_change']:+.1%}) |",
              f"| SER | {t['without']['ser']:.2%} | {t['with']['ser']:.2%} |",
              f"| n-best oracle WER | {t['oracle_wer_without']:.2%} | {t['oracle_wer_with']:.2%} |"]
@@ -190,7 +231,8 @@ def main() -> None:
         lines.append(f"| text from {source} ({s['utterances']}) | {s['without']:.2%} | {s['with']:.2%} |")
     s = result["stream"]
     lines += [f"| RTF, whole stream, 1 thread ({s['utterances']} utterances) | {s['rtf_one_thread_without']:.4f} | "
-              f"{s['rtf_one_thread_with']:.4f} ({s['rtf_overhead']:+.0%}) |", "",
+              f"{s['rtf_one_thread_with']:.4f} ({s['rtf_overhead']:+.0%}; beam {TUNING_BEAM} with LM: "
+              f"{s['rtf_one_thread_with_at_tuning_beam']:.4f}) |", "",
               f"- the stream with the LM gave the benchmark's search result on {s['stream_equals_search']}/{s['utterances']} "
               "timed utterances",
               f"- {result['machine']}; {result['wall_seconds'] / 60:.0f} min"]

@@ -114,6 +114,22 @@ def test_weight_zero_is_the_plain_search_and_the_weight_is_checked(with_lm, expo
         Recognizer.load(with_lm, lm_weight=-1)
 
 
+def test_the_tuned_beam_is_the_default_and_an_explicit_beam_wins(with_lm, exported, tmp_path, audio):
+    assert Recognizer.load(with_lm).beam == 4  # settings from before the beam was tuned
+    assert Recognizer.load(exported).beam == 4  # no search settings at all
+    d = tmp_path / "tuned-beam"
+    shutil.copytree(with_lm, d)
+    settings = json.loads((d / LM_FUSION_FILE).read_text())
+    (d / LM_FUSION_FILE).write_text(json.dumps({**settings, "beam": 1}))
+    tuned, explicit = Recognizer.load(d), Recognizer.load(d, beam=4)
+    assert (tuned.beam, explicit.beam, Recognizer.load(d, lm_weight=0).beam) == (1, 4, 1)
+    # Beam 1 keeps a single hypothesis: the n-best has one entry where beam 4 has several.
+    assert all(len(tuned.transcribe(x).nbest) == 1 for x in audio)
+    assert any(len(explicit.transcribe(x).nbest) > 1 for x in audio)
+    with pytest.raises(ConfigError, match="beam must be within 1-64"):
+        Recognizer.load(d, beam=0)
+
+
 def test_streaming_with_fusion_equals_one_call(with_lm, audio):
     recognizer = Recognizer.load(with_lm)
     for samples in audio:
@@ -155,6 +171,10 @@ def test_bad_lm_files_are_named(with_lm, tmp_path):
     (d / LM_FUSION_FILE).write_text(json.dumps({"weight": 9, "bonus": 0, "end_weight": 1}))
     with pytest.raises(ModelError, match="weight must be within 0-5"):
         Recognizer.load(d)
+    for beam in (0, 2.5, "8", True, 1000):
+        (d / LM_FUSION_FILE).write_text(json.dumps({"weight": 0.5, "bonus": 0, "end_weight": 1, "beam": beam}))
+        with pytest.raises(ModelError, match="'beam' must be a whole number within 1-64"):
+            Recognizer.load(d)
     d = tmp_path / "corrupt-lm"
     shutil.copytree(with_lm, d)
     (d / TOKEN_LM_FILE).write_bytes(b"not an npz")

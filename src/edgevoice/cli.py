@@ -372,7 +372,11 @@ LM_WEIGHT_HELP = ("Weight of the model's token n-gram LM in beam search (shallow
                   "Default: the weight tuned for the model (its lm_fusion.json).")
 
 
-def _load_recognizer(model: Optional[Path], int8: bool, beam: int, threads: int, lm_weight: Optional[float] = None):
+BEAM_HELP = "Beam size. Default: the beam the model's search was tuned at (its lm_fusion.json), else 4."
+
+
+def _load_recognizer(model: Optional[Path], int8: bool, beam: Optional[int], threads: int,
+                     lm_weight: Optional[float] = None):
     from edgevoice.device import default_model_dir
     from edgevoice.device.recognizer import Recognizer
 
@@ -421,7 +425,7 @@ def context_enroll_cmd(
     try:
         voice_ids = tuple(Voice.parse(v).id for v in voices) if voices else ENROLL_VOICES
         condition_names = check_conditions(conditions) if conditions else ENROLL_CONDITIONS
-        recognizer = _load_recognizer(model, False, 4, 1)
+        recognizer = _load_recognizer(model, False, None, 1)
         context_file = Path(model or default_model_dir()) / "word_context.json"
         word_context = WordContext.load(context_file) if context_file.exists() else None
         phrases = [normalize(p) for p, _ in ContextGraph.read_phrase_file(context)]
@@ -473,7 +477,7 @@ def transcribe_cmd(
     model: Optional[Path] = typer.Option(None, "--model", help="Device model directory (default: the bundled model)."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
     nbest: int = typer.Option(4, "--nbest", help="Hypotheses to show (at most the beam)."),
-    beam: int = typer.Option(4, "--beam", help="Beam size."),
+    beam: Optional[int] = typer.Option(None, "--beam", help=BEAM_HELP),
     int8: bool = typer.Option(False, "--int8", help="Use the int8 model."),
     threads: int = typer.Option(1, "--threads", help="ONNX Runtime threads."),
     lm_weight: Optional[float] = typer.Option(None, "--lm-weight", help=LM_WEIGHT_HELP),
@@ -570,7 +574,7 @@ def listen_cmd(
 
     model_dir = model or default_model_dir()
     try:
-        recognizer = _load_recognizer(model_dir, int8, 4, 1, lm_weight)
+        recognizer = _load_recognizer(model_dir, int8, None, 1, lm_weight)
         endpointer = None
         if endpointing:
             learned = Path(model_dir) / "endpointer.json"

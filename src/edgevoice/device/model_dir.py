@@ -26,9 +26,12 @@ METADATA_FILE = "metadata.json"
 BIASING_FILE = "biasing.json"
 BIASING_DEFAULTS = ("fusion", "neural", "both")
 # Optional: a token n-gram LM for shallow fusion (edgevoice.device.token_lm) and the fusion
-# settings tuned for this model on dev (benchmarks/lm_fusion_eval.py writes both).
+# settings tuned for this model on dev, with the beam they were tuned at, which is then the
+# recognizer's default (benchmarks/lm_fusion_eval.py writes both).
 TOKEN_LM_FILE = "token_lm.npz"
 LM_FUSION_FILE = "lm_fusion.json"
+DEFAULT_BEAM = 4  # a model directory without tuned search settings
+MAX_BEAM = 64
 PARTS = ("encoder", "predictor", "joiner")
 OPTIONAL_PARTS = ("biaser",)  # the neural context biaser, in models trained with one
 _REQUIRED = ("format", "format_version", "sample_rate", "features", "cmvn", "tokenizer", "vocab_size", "blank_id",
@@ -41,7 +44,12 @@ class ModelDirectory:
     metadata: dict
     precision: str
     default_biasing: str | None = None  # from biasing.json; None: decided by whether there is a biaser
-    lm_fusion: dict | None = None  # from lm_fusion.json (weight, bonus, end_weight); None: no token LM
+    lm_fusion: dict | None = None  # from lm_fusion.json (weight, bonus, end_weight[, beam]); None: no token LM
+
+    @property
+    def default_beam(self) -> int:
+        """The beam the model's search settings were tuned at (lm_fusion.json), else 4."""
+        return int(self.lm_fusion.get("beam", DEFAULT_BEAM)) if self.lm_fusion else DEFAULT_BEAM
 
     @property
     def token_lm_path(self) -> Path:
@@ -163,7 +171,13 @@ def _read_lm_fusion(path: Path) -> dict | None:
         raise ModelError(f"{settings_file}: needs numbers 'weight', 'bonus' and 'end_weight'")
     if not (0 <= numbers["weight"] <= 5 and -5 <= numbers["bonus"] <= 5 and 0 <= numbers["end_weight"] <= 5):
         raise ModelError(f"{settings_file}: weight must be within 0-5, bonus -5..5, end_weight 0-5; got {numbers}")
-    return {k: float(v) for k, v in numbers.items()}
+    result = {k: float(v) for k, v in numbers.items()}
+    if "beam" in settings:  # optional: files from before the beam was tuned mean beam 4
+        beam = settings["beam"]
+        if not isinstance(beam, int) or isinstance(beam, bool) or not 1 <= beam <= MAX_BEAM:
+            raise ModelError(f"{settings_file}: 'beam' must be a whole number within 1-{MAX_BEAM}, got {beam!r}")
+        result["beam"] = beam
+    return result
 
 
 def _read_default_biasing(path: Path, has_biaser: bool) -> str | None:

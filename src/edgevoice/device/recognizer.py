@@ -27,7 +27,7 @@ from edgevoice.device.endpoint import (AcousticActivity, EndOfQueryDetector, Fra
                                        RuleEndpointer)
 from edgevoice.device.context import ContextGraph
 from edgevoice.device.lattice import Lattice
-from edgevoice.device.model_dir import load_model_directory
+from edgevoice.device.model_dir import MAX_BEAM, load_model_directory
 from edgevoice.device.onnx_model import OnnxTransducer
 from edgevoice.device.search import BeamSearch, Hypothesis, LMFusion
 from edgevoice.device.token_lm import TokenNgramLM
@@ -82,16 +82,18 @@ class Event:
 
 
 class Recognizer:
-    def __init__(self, model: OnnxTransducer, tokenizer: Tokenizer, beam: int = 4, chunk_frames: int | None = None,
-                 lm_weight: float | None = None):
-        """lm_weight: the token LM's fusion weight for a model directory that has one
+    def __init__(self, model: OnnxTransducer, tokenizer: Tokenizer, beam: int | None = None,
+                 chunk_frames: int | None = None, lm_weight: float | None = None):
+        """beam: None: the beam the model's search settings were tuned at (lm_fusion.json), else 4.
+        lm_weight: the token LM's fusion weight for a model directory that has one
         (token_lm.npz + lm_fusion.json); None: the tuned weight in lm_fusion.json, 0: no LM.
         `lm_fusion` may also be set directly (an LMFusion, or None)."""
         meta = model.model_dir.metadata
         self.model = model
         self.tokenizer = tokenizer
-        if beam < 1:
-            raise ConfigError(f"beam must be at least 1, got {beam}")
+        beam = model.model_dir.default_beam if beam is None else beam
+        if not 1 <= beam <= MAX_BEAM:
+            raise ConfigError(f"beam must be within 1-{MAX_BEAM}, got {beam}")
         self.beam = beam
         self.chunk_frames = chunk_frames or model.model_dir.chunk_frames
         if self.chunk_frames <= 0 or self.chunk_frames % meta["subsampling"]:
@@ -129,7 +131,7 @@ class Recognizer:
         return self._token_lm
 
     @staticmethod
-    def load(path: str | Path, precision: str = "float32", beam: int = 4, threads: int = 1,
+    def load(path: str | Path, precision: str = "float32", beam: int | None = None, threads: int = 1,
              chunk_frames: int | None = None, verify_checksums: bool = True,
              lm_weight: float | None = None) -> "Recognizer":
         model_dir = load_model_directory(path, precision, verify_checksums)
