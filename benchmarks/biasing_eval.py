@@ -337,7 +337,7 @@ def main() -> None:
               "utterances_without_entities": sum(not it["entities"] for it in items),
               "audio_hours": round(sum(it["seconds"] for it in items) / 3600, 3),
               "neural_biaser": recognizer.model.has_biaser, "biaser_parameters": meta.get("biaser_parameters"),
-              "dev_utterances": len(dev), "beam": 4, "threads": 1,
+              "dev_utterances": len(dev), "beam": recognizer.beam, "threads": 1,
               "enroll_voices": list(heard_forms.enrolled_voices) if heard_forms is not None else None,
               "enroll_conditions": list(heard_forms.enrolled_conditions) if heard_forms is not None else None,
               "conditions": results}
