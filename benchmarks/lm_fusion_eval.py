@@ -153,10 +153,10 @@ def main() -> None:
     timed_audio, timed_refs = [read_audio(audio_path(r, args.corpus)) for r in timed], [r["text"] for r in timed]
     deployed = "int8" if "int8" in json.loads((model / "metadata.json").read_text()).get("variants", {}) else "float32"
     for b in beams:
-        b["rtf_one_thread"] = {"precision": deployed, "rtf": round(run_device(
-            str(model), deployed, timed_audio, timed_refs, lm_settings=settings, beam=b["beam"])["rtf_one_thread"], 4)}
-        print(f"beam {b['beam']}: {deployed} RTF {b['rtf_one_thread']['rtf']:.4f}", flush=True)
-    affordable = [b for b in beams if b["rtf_one_thread"]["rtf"] <= RTF_BUDGET] or [b for b in beams if b["beam"] == TUNING_BEAM]
+        b["rtf_one_thread"] = round(run_device(str(model), deployed, timed_audio, timed_refs, lm_settings=settings,
+                                               beam=b["beam"])["rtf_one_thread"], 4)
+        print(f"beam {b['beam']}: {deployed} RTF {b['rtf_one_thread']:.4f}", flush=True)
+    affordable = [b for b in beams if b["rtf_one_thread"] <= RTF_BUDGET] or [b for b in beams if b["beam"] == TUNING_BEAM]
     fewest = min(b["dev"]["errors"] for b in affordable)
     chosen_beam = min(b["beam"] for b in affordable if b["dev"]["errors"] <= fewest * (1 + BEAM_TOLERANCE))
     test_lm = test_by_beam[chosen_beam]
@@ -191,6 +191,7 @@ def main() -> None:
         "dev": {"utterances": len(dev), "without": baseline_dev, "best": best, "bonus_only": bonus_only, "grid": grid},
         "settings": {"weight": settings[0], "bonus": settings[1], "end_weight": settings[2], "beam": chosen_beam},
         "beams": beams,
+        "beam_timing": {"precision": deployed, "utterances": len(timed), "rtf_budget": RTF_BUDGET},
         "test": {"utterances": len(test), "without": without, "with": with_lm,
                  "with_at_tuning_beam": wer_of(test_refs, [nb[0][0] for nb in test_lm_tuning_beam]),
                  "bonus_only": {"bonus": bonus_only["bonus"], **with_bonus},
@@ -219,9 +220,9 @@ def main() -> None:
              f"{bonus_only['bonus']}, dev WER {bonus_only['wer']:.2%}, test WER {with_bonus['wer']:.2%}.", "",
              f"Then the beam at those settings (the smallest within {BEAM_TOLERANCE:.0%} of the fewest dev errors among "
              f"beams whose whole stream, {deployed} on one thread, stays within RTF {RTF_BUDGET}): "
-             f"**{chosen_beam}**, written to lm_fusion.json as the recognizer's default.", "",
+             f"**{chosen_beam}**" + ("" if args.no_write else ", written to lm_fusion.json as the recognizer's default") + ".", "",
              f"| beam | dev WER | test WER | RTF, {deployed}, 1 thread ({len(timed)} test utterances) |", "|---|---|---|---|"]
-    lines += [f"| {b['beam']} | {b['dev']['wer']:.2%} | {b['test']['wer']:.2%} | {b['rtf_one_thread']['rtf']:.4f} |"
+    lines += [f"| {b['beam']} | {b['dev']['wer']:.2%} | {b['test']['wer']:.2%} | {b['rtf_one_thread']:.4f} |"
               for b in beams]
     lines += ["", f"| test | without LM (beam {TUNING_BEAM}) | with LM (beam {chosen_beam}) |", "|---|---|---|",
              f"| WER | {t['without']['wer']:.2%} | **{t['with']['wer']:.2%}** ({t['relative_wer_change']:+.1%}) |",

@@ -49,7 +49,7 @@ class ModelDirectory:
     @property
     def default_beam(self) -> int:
         """The beam the model's search settings were tuned at (lm_fusion.json), else 4."""
-        return int(self.lm_fusion.get("beam", DEFAULT_BEAM)) if self.lm_fusion else DEFAULT_BEAM
+        return self.lm_fusion.get("beam", DEFAULT_BEAM) if self.lm_fusion else DEFAULT_BEAM
 
     @property
     def token_lm_path(self) -> Path:
