@@ -185,6 +185,63 @@ def test_biasing_modes(biased_device, exported, audio):
         plain.create_stream(context=["mom"], biasing="loud")
 
 
+class _CountingSession:
+    def __init__(self, session):
+        self.session, self.calls = session, 0
+
+    def run(self, *args):
+        self.calls += 1
+        return self.session.run(*args)
+
+
+@pytest.mark.parametrize("precision", ["float32", "int8"])
+def test_streams_without_a_list_run_the_list_free_predictor_with_the_same_outputs(biased_device, audio, precision):
+    """With no list the biaser's attention can only add the "no bias" entry's zero value, so
+    the exported predictor without it must give the biased predictor's outputs exactly;
+    streams without a list run it, streams with one run the biased predictor."""
+    recognizer = Recognizer.load(biased_device, precision=precision)
+    model = recognizer.model
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(1, model.vocab_size, 6)
+    h, c = (rng.standard_normal((1, 6, model.pred_dim)).astype(np.float32) for _ in range(2))
+    inputs = {"token": tokens.reshape(-1, 1), "h": h, "c": c}
+    biased = model.sessions["predictor"].run(None, {**inputs, "label_keys": model.no_bias.label_keys,
+                                                    "label_values": model.no_bias.label_values})
+    for got, want in zip(model.predict(tokens, h, c), biased):
+        np.testing.assert_array_equal(got, want)
+    counting = model._predictor_no_list = _CountingSession(model._predictor_no_list)
+    without = recognizer.transcribe(audio[1])
+    assert without.text == SENTENCES[1] and counting.calls > 0
+    calls = counting.calls
+    recognizer.transcribe(audio[1], context=["mom"], biasing="neural")
+    assert counting.calls == calls  # a stream with a list attends to it
+
+
+def test_a_model_exported_without_the_list_free_predictor_still_loads_and_decodes_the_same(biased_device, audio, tmp_path):
+    older = tmp_path / "m"
+    shutil.copytree(biased_device, older)
+    meta = json.loads((older / "metadata.json").read_text())
+    for variant in meta["variants"].values():
+        del variant["predictor_no_list"]
+    (older / "metadata.json").write_text(json.dumps(meta))
+    old, new = Recognizer.load(older), Recognizer.load(biased_device)
+    assert "predictor_no_list" not in old.model.sessions and "predictor_no_list" in new.model.sessions
+    assert old.model.model_dir.fingerprint == new.model.model_dir.fingerprint  # forms heard by one hold for the other
+    a, b = old.transcribe(audio[2]), new.transcribe(audio[2])
+    assert a.text == b.text and a.nbest[0]["score"] == pytest.approx(b.nbest[0]["score"], abs=1e-4)
+
+
+def test_a_list_free_predictor_without_a_biaser_is_refused(biased_device, tmp_path):
+    broken = tmp_path / "m"
+    shutil.copytree(biased_device, broken)
+    meta = json.loads((broken / "metadata.json").read_text())
+    del meta["variants"]["float32"]["biaser"]
+    del meta["biaser"]
+    (broken / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="predictor_no_list but no biaser"):
+        Recognizer.load(broken)
+
+
 def test_a_list_that_comes_back_reuses_its_neural_memory(biased_device, audio):
     """A user's list returns with every request, as phrases or a new ContextGraph: its
     memory is prepared once (the same arrays), a few lists are kept, and the result is the

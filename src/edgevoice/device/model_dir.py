@@ -33,7 +33,13 @@ LM_FUSION_FILE = "lm_fusion.json"
 DEFAULT_BEAM = 4  # a model directory without tuned search settings
 MAX_BEAM = 64
 PARTS = ("encoder", "predictor", "joiner")
-OPTIONAL_PARTS = ("biaser",)  # the neural context biaser, in models trained with one
+# The neural context biaser, in models trained with one, and the predictor without its
+# attention that streams with no phrase list run (same outputs, less work; older exports
+# lack it and use the biased predictor with the "no bias" entry).
+OPTIONAL_PARTS = ("biaser", "predictor_no_list")
+# Parts computed from the recognizer's weights that do not change what it recognizes
+# without a list: left out of the fingerprint.
+_NOT_FINGERPRINTED = ("biaser", "predictor_no_list")
 _REQUIRED = ("format", "format_version", "sample_rate", "features", "cmvn", "tokenizer", "vocab_size", "blank_id",
              "subsampling", "chunk_frames", "encoder", "predictor", "joiner_dim", "variants", "sha256")
 
@@ -80,9 +86,10 @@ class ModelDirectory:
         """Names the trained recognizer (its float32 parts and tokenizer, by checksum), the
         same whichever precision is loaded: what was learned from one recognizer's output
         (heard forms) is stale for another. The neural biaser is left out: without a list it
-        adds nothing, so forms heard without one hold for every biaser on the same recognizer."""
+        adds nothing, so forms heard without one hold for every biaser on the same recognizer
+        (and the list-free predictor is the same predictor)."""
         parts = self.metadata["variants"]["float32"]
-        names = [self.metadata["tokenizer"], *sorted(v for k, v in parts.items() if k != "biaser")]
+        names = [self.metadata["tokenizer"], *sorted(v for k, v in parts.items() if k not in _NOT_FINGERPRINTED)]
         digest = hashlib.sha256("\n".join(f"{n} {self.metadata['sha256'].get(n, '')}" for n in names).encode())
         return digest.hexdigest()[:16]
 
@@ -127,6 +134,9 @@ def load_model_directory(path: str | Path, precision: str = "float32", verify_ch
     if not set(PARTS) <= named or named - set(PARTS) - set(OPTIONAL_PARTS):
         raise ModelError(f"{meta_file}: variant {precision} must name {', '.join(PARTS)} "
                          f"(and optionally {', '.join(OPTIONAL_PARTS)}), it names {', '.join(sorted(named))}")
+    if "predictor_no_list" in named and "biaser" not in named:
+        raise ModelError(f"{meta_file}: variant {precision} names a predictor_no_list but no biaser "
+                         f"(the list-free predictor only exists beside a biased one)")
     if ("biaser" in named) != isinstance(meta.get("biaser"), dict):
         raise ModelError(f"{meta_file}: a biaser part needs a 'biaser' description and vice versa")
     if "biaser" in named and meta["biaser"].get("memory_layout") != BIASER_MEMORY_LAYOUT:

@@ -60,6 +60,8 @@ class OnnxTransducer:
                     "predictor": ["token", "h", "c", *bias_pred], "joiner": ["encoder_out", "predictor_out"]}
         if self.has_biaser:
             expected["biaser"] = ["phrase_tokens", "phrase_lengths"]
+        if "predictor_no_list" in self.sessions:
+            expected["predictor_no_list"] = ["token", "h", "c"]
         for part, names in expected.items():
             got = [i.name for i in self.sessions[part].get_inputs()]
             if got != names:
@@ -70,8 +72,10 @@ class OnnxTransducer:
         self._encoder, self._predictor, self._joiner = (self.sessions[p] for p in ("encoder", "predictor", "joiner"))
         # Width of the encoder frames the search (and the end-pointer's speech detector) sees.
         self.joiner_dim = self._joiner.get_inputs()[0].shape[-1]
-        # Streams without a phrase list still attend to the "no bias" entry.
+        # Streams without a phrase list still attend to the "no bias" entry, in the encoder,
+        # and in the predictor where the model has no list-free one.
         self.no_bias = self.bias_memory([]) if self.has_biaser else None
+        self._predictor_no_list = self.sessions.get("predictor_no_list")
 
     def bias_memory(self, phrases: list[list[int]]) -> BiasMemory:
         """Token ids of each bias phrase -> the neural biaser's memory (once per list)."""
@@ -113,6 +117,8 @@ class OnnxTransducer:
                 bias: BiasMemory | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """tokens [N] -> (predictor output projected for the joiner [N, J], h, c)."""
         inputs = {"token": tokens.reshape(-1, 1).astype(np.int64), "h": h, "c": c}
+        if bias is None and self._predictor_no_list is not None:
+            return tuple(self._predictor_no_list.run(None, inputs))
         if self.has_biaser:
             bias = bias or self.no_bias
             inputs.update(label_keys=bias.label_keys, label_values=bias.label_values)

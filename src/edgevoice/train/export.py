@@ -9,6 +9,11 @@ The transducer is split the way the device uses it (as sherpa-onnx does):
 - biaser.onnx     (models with a neural biaser) bias phrases' token ids -> the attention
                   keys and values of the audio and label sides, computed once per phrase
                   list; encoder.onnx and predictor.onnx then take them as extra inputs
+- predictor_no_list.onnx  (models with a neural biaser) the predictor without the biaser's
+                  attention, for streams with no phrase list: there the attention can only
+                  pick the "no bias" entry, whose value is zero, so it adds exactly nothing,
+                  and the predictor runs for every hypothesis of every frame (the encoder's
+                  attention, once per chunk, is not worth a second copy of the encoder)
 
 Projections live with their inputs, so beam search only adds, applies tanh and one
 matrix per frame and hypothesis. `--int8` adds dynamically quantized copies
@@ -54,10 +59,10 @@ class _EncoderStep(nn.Module):
 
 
 class _PredictorStep(nn.Module):
-    def __init__(self, model: Transducer):
+    def __init__(self, model: Transducer, with_biaser: bool = True):
         super().__init__()
         self.predictor = model.predictor
-        self.biaser = model.biaser
+        self.biaser = model.biaser if with_biaser else None
         self.pred_proj = model.joiner.pred_proj
 
     def forward(self, token, h, c, label_keys=None, label_values=None):
@@ -144,6 +149,11 @@ def export_model(checkpoint_dir: str | Path, out: str | Path, int8: bool = False
                 {"token": {0: "N"}, "h": {1: "N"}, "c": {1: "N"}, "predictor_out": {0: "N"}, "new_h": {1: "N"},
                  "new_c": {1: "N"}, **{name: memory_axes[name] for name in pred_bias_inputs}})
         if biased:
+            _export(_PredictorStep(model, with_biaser=False),
+                    (torch.zeros(1, 1, dtype=torch.long), torch.zeros(1, 1, P), torch.zeros(1, 1, P)),
+                    out / "predictor_no_list.onnx", ["token", "h", "c"], ["predictor_out", "new_h", "new_c"],
+                    {"token": {0: "N"}, "h": {1: "N"}, "c": {1: "N"}, "predictor_out": {0: "N"}, "new_h": {1: "N"},
+                     "new_c": {1: "N"}})
             _export(_BiaserStep(model), (torch.ones(3, 4, dtype=torch.long), torch.tensor([4, 2, 1])),
                     out / "biaser.onnx", ["phrase_tokens", "phrase_lengths"],
                     ["audio_keys", "audio_values", "label_keys", "label_values"],
@@ -155,7 +165,7 @@ def export_model(checkpoint_dir: str | Path, out: str | Path, int8: bool = False
     target = out / "tokenizer.model"
     if not (target.exists() and target.samefile(trained.tokenizer.path)):  # exporting into the model folder itself
         shutil.copyfile(trained.tokenizer.path, target)
-    parts = ("encoder", "predictor", "joiner", "biaser") if biased else ("encoder", "predictor", "joiner")
+    parts = ("encoder", "predictor", "joiner", "biaser", "predictor_no_list") if biased else ("encoder", "predictor", "joiner")
     variants = {"float32": {part: f"{part}.onnx" for part in parts}}
     if int8:
         variants["int8"] = {}
