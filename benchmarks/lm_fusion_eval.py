@@ -11,9 +11,7 @@ search time on every frame), writes them to MODEL/lm_fusion.json (the recognizer
 on), and measures on the held-out test split, with the device runtime (ONNX): WER and SER
 without the LM (beam 4) and with it (beam 4 and the chosen beam; every swept beam too), per
 text source, the lattice oracle WER, and the real-time factor of the whole stream on one
-thread (device_eval.run_device). Each beam's real-time factor is the median of several
-rounds over the same streams, the beams in a new order each round (this host's timing of one
-round moves by up to 30 %, which at the budget's edge would decide the beam).
+thread (device_eval.run_device).
 
 The encoder runs once per utterance; each setting re-runs only the beam search over its
 frames (the same search the stream runs: checked on every test utterance of the final run).
@@ -27,7 +25,6 @@ import itertools
 import json
 import os
 import random
-import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -105,7 +102,6 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="at most this many test utterances")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--rtf-utterances", type=int, default=200, help="test utterances timed as whole streams")
-    ap.add_argument("--timing-rounds", type=int, default=3, help="rounds of timing each beam (its median counts)")
     ap.add_argument("--beams", type=int, nargs="+", default=list(BEAMS), help="beams tried at the tuned LM settings")
     ap.add_argument("--no-write", action="store_true", help="do not write MODEL/lm_fusion.json")
     ap.add_argument("--out", default=str(RESULTS / "lm_fusion_eval"), help="results prefix (.json, .md)")
@@ -156,16 +152,10 @@ def main() -> None:
     timed = test[: args.rtf_utterances]
     timed_audio, timed_refs = [read_audio(audio_path(r, args.corpus)) for r in timed], [r["text"] for r in timed]
     deployed = "int8" if "int8" in json.loads((model / "metadata.json").read_text()).get("variants", {}) else "float32"
-    rounds = {b["beam"]: [] for b in beams}
-    for r in range(max(1, args.timing_rounds)):
-        order = beams[r % len(beams):] + beams[: r % len(beams)]  # each beam comes first in some round
-        for b in (order if r % 2 == 0 else order[::-1]):
-            rounds[b["beam"]].append(run_device(str(model), deployed, timed_audio, timed_refs, lm_settings=settings,
-                                                beam=b["beam"])["rtf_one_thread"])
-            print(f"round {r + 1} beam {b['beam']}: {deployed} RTF {rounds[b['beam']][-1]:.4f}", flush=True)
     for b in beams:
-        b["rtf_one_thread"] = round(statistics.median(rounds[b["beam"]]), 4)
-        b["rtf_rounds"] = [round(x, 4) for x in rounds[b["beam"]]]
+        b["rtf_one_thread"] = round(run_device(str(model), deployed, timed_audio, timed_refs, lm_settings=settings,
+                                               beam=b["beam"])["rtf_one_thread"], 4)
+        print(f"beam {b['beam']}: {deployed} RTF {b['rtf_one_thread']:.4f}", flush=True)
     affordable = [b for b in beams if b["rtf_one_thread"] <= RTF_BUDGET] or [b for b in beams if b["beam"] == TUNING_BEAM]
     fewest = min(b["dev"]["errors"] for b in affordable)
     chosen_beam = min(b["beam"] for b in affordable if b["dev"]["errors"] <= fewest * (1 + BEAM_TOLERANCE))
@@ -201,8 +191,7 @@ def main() -> None:
         "dev": {"utterances": len(dev), "without": baseline_dev, "best": best, "bonus_only": bonus_only, "grid": grid},
         "settings": {"weight": settings[0], "bonus": settings[1], "end_weight": settings[2], "beam": chosen_beam},
         "beams": beams,
-        "beam_timing": {"precision": deployed, "utterances": len(timed), "rounds": max(1, args.timing_rounds),
-                        "statistic": "median of the rounds", "rtf_budget": RTF_BUDGET},
+        "beam_timing": {"precision": deployed, "utterances": len(timed), "rtf_budget": RTF_BUDGET},
         "test": {"utterances": len(test), "without": without, "with": with_lm,
                  "with_at_tuning_beam": wer_of(test_refs, [nb[0][0] for nb in test_lm_tuning_beam]),
                  "bonus_only": {"bonus": bonus_only["bonus"], **with_bonus},
@@ -232,10 +221,9 @@ def main() -> None:
              f"Then the beam at those settings (the smallest within {BEAM_TOLERANCE:.0%} of the fewest dev errors among "
              f"beams whose whole stream, {deployed} on one thread, stays within RTF {RTF_BUDGET}): "
              f"**{chosen_beam}**" + ("" if args.no_write else ", written to lm_fusion.json as the recognizer's default") + ".", "",
-             f"| beam | dev WER | test WER | RTF, {deployed}, 1 thread ({len(timed)} test utterances; median of "
-             f"{max(1, args.timing_rounds)} rounds) | rounds |", "|---|---|---|---|---|"]
-    lines += [f"| {b['beam']} | {b['dev']['wer']:.2%} | {b['test']['wer']:.2%} | {b['rtf_one_thread']:.4f} | "
-              f"{' / '.join(f'{x:.4f}' for x in b['rtf_rounds'])} |" for b in beams]
+             f"| beam | dev WER | test WER | RTF, {deployed}, 1 thread ({len(timed)} test utterances) |", "|---|---|---|---|"]
+    lines += [f"| {b['beam']} | {b['dev']['wer']:.2%} | {b['test']['wer']:.2%} | {b['rtf_one_thread']:.4f} |"
+              for b in beams]
     lines += ["", f"| test | without LM (beam {TUNING_BEAM}) | with LM (beam {chosen_beam}) |", "|---|---|---|",
              f"| WER | {t['without']['wer']:.2%} | **{t['with']['wer']:.2%}** ({t['relative_wer_change']:+.1%}) |",
              f"| SER | {t['without']['ser']:.2%} | {t['with']['ser']:.2%} |",
