@@ -143,17 +143,16 @@ def export_model(checkpoint_dir: str | Path, out: str | Path, int8: bool = False
                  "new_conv2_cache": {0: "N"}, "new_h": {1: "N"}, "new_c": {1: "N"},
                  **{name: memory_axes[name] for name in enc_bias_inputs}})
         pred_bias_inputs = ["label_keys", "label_values"] if biased else []
-        _export(_PredictorStep(model), (torch.zeros(1, 1, dtype=torch.long), torch.zeros(1, 1, P), torch.zeros(1, 1, P),
-                                        *memory),
-                out / "predictor.onnx", ["token", "h", "c", *pred_bias_inputs], ["predictor_out", "new_h", "new_c"],
-                {"token": {0: "N"}, "h": {1: "N"}, "c": {1: "N"}, "predictor_out": {0: "N"}, "new_h": {1: "N"},
-                 "new_c": {1: "N"}, **{name: memory_axes[name] for name in pred_bias_inputs}})
+        pred_args = (torch.zeros(1, 1, dtype=torch.long), torch.zeros(1, 1, P), torch.zeros(1, 1, P))
+        pred_outputs = ["predictor_out", "new_h", "new_c"]
+        pred_axes = {"token": {0: "N"}, "h": {1: "N"}, "c": {1: "N"}, "predictor_out": {0: "N"}, "new_h": {1: "N"},
+                     "new_c": {1: "N"}}
+        _export(_PredictorStep(model), (*pred_args, *memory), out / "predictor.onnx",
+                ["token", "h", "c", *pred_bias_inputs], pred_outputs,
+                {**pred_axes, **{name: memory_axes[name] for name in pred_bias_inputs}})
         if biased:
-            _export(_PredictorStep(model, with_biaser=False),
-                    (torch.zeros(1, 1, dtype=torch.long), torch.zeros(1, 1, P), torch.zeros(1, 1, P)),
-                    out / "predictor_no_list.onnx", ["token", "h", "c"], ["predictor_out", "new_h", "new_c"],
-                    {"token": {0: "N"}, "h": {1: "N"}, "c": {1: "N"}, "predictor_out": {0: "N"}, "new_h": {1: "N"},
-                     "new_c": {1: "N"}})
+            _export(_PredictorStep(model, with_biaser=False), pred_args, out / "predictor_no_list.onnx",
+                    ["token", "h", "c"], pred_outputs, pred_axes)
             _export(_BiaserStep(model), (torch.ones(3, 4, dtype=torch.long), torch.tensor([4, 2, 1])),
                     out / "biaser.onnx", ["phrase_tokens", "phrase_lengths"],
                     ["audio_keys", "audio_values", "label_keys", "label_values"],
