@@ -201,6 +201,8 @@ def choose_default_biasing(conditions: list[dict], corpus: str) -> dict | None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="models/default")
+    ap.add_argument("--precision", default="auto", choices=["auto", "float32", "int8"],
+                    help="model variant (auto: int8 where exported, as the device runs it)")
     ap.add_argument("--corpus", default="corpora/biasing")
     ap.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000])
     ap.add_argument("--limit", type=int)
@@ -240,7 +242,7 @@ def main() -> None:
 
     common = everyday_words(args.text_corpus)
     dev, items = load_items(args.corpus, args.limit)
-    recognizer = Recognizer.load(args.model, threads=1)
+    recognizer = Recognizer.load(args.model, precision=args.precision, threads=1)
     recognizer.transcribe(items[0]["audio"])  # warm-up
     modes = [m for m in args.modes if m == "fusion" or recognizer.model.has_biaser]
     conditions = [("none", None)] + [(m, n) for n in args.sizes for m in modes]
@@ -332,7 +334,7 @@ def main() -> None:
         s["u_wer_relative_change"] = round(s["u_wer"] / base["u_wer"] - 1, 4) if base["u_wer"] else None
     meta = json.loads((Path(args.model) / "metadata.json").read_text())
     report = {"command": " ".join(["python benchmarks/biasing_eval.py", *map(shlex.quote, sys.argv[1:])]),
-              "model": args.model, "corpus": args.corpus, "utterances": len(items),
+              "model": args.model, "precision": recognizer.precision, "corpus": args.corpus, "utterances": len(items),
               "rare_name_utterances": sum(it["rare"] for it in items),
               "utterances_without_entities": sum(not it["entities"] for it in items),
               "audio_hours": round(sum(it["seconds"] for it in items) / 3600, 3),

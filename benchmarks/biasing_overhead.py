@@ -51,6 +51,8 @@ def decode_seconds(recognizer: Recognizer, samples, mode: str, phrases: list[str
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="models/default")
+    ap.add_argument("--precision", default="auto", choices=["auto", "float32", "int8"],
+                    help="model variant (auto: int8 where exported, as the device runs it)")
     ap.add_argument("--corpus", default="corpora/biasing")
     ap.add_argument("--sizes", type=int, nargs="+", default=[100, 1000])
     ap.add_argument("--modes", nargs="+", default=["fusion", "neural", "both"], choices=["fusion", "neural", "both"])
@@ -62,7 +64,7 @@ def main() -> None:
 
     _, items = load_items(args.corpus)
     items = items[: args.utterances]
-    recognizer = Recognizer.load(args.model, threads=1)
+    recognizer = Recognizer.load(args.model, precision=args.precision, threads=1)
     modes = [m for m in args.modes if m == "fusion" or recognizer.model.has_biaser]
     # "none" twice: the second is a control, whose overhead over the first shows the noise floor.
     conditions = [("none", None), ("none", 0)] + [(m, n) for n in args.sizes for m in modes]
@@ -89,7 +91,8 @@ def main() -> None:
                      "prepare_ms_median": round(1000 * statistics.median(prepare[(mode, size)]), 2)})
         print(rows[-1], flush=True)
     command = f"python benchmarks/biasing_overhead.py --model {args.model} --corpus {args.corpus}"
-    result = {"command": command, "model": args.model, "utterances": len(items), "audio_seconds": round(audio_seconds, 1),
+    command += f" --precision {args.precision}" if args.precision != "auto" else ""
+    result = {"command": command, "model": args.model, "precision": recognizer.precision, "utterances": len(items), "audio_seconds": round(audio_seconds, 1),
               "repeats": args.repeats, "beam": recognizer.beam, "threads": 1, "fusion_weight": args.weight,
               "cpu": platform.processor() or platform.machine(), "conditions": rows}
     out = Path(args.out)

@@ -31,6 +31,8 @@ def recalled(rows: list[dict]) -> int:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="models/default")
+    ap.add_argument("--precision", default="auto", choices=["auto", "float32", "int8"],
+                    help="model variant (auto: int8 where exported, as the device runs it)")
     ap.add_argument("--corpus", default="corpora/biasing")
     ap.add_argument("--utterances", type=int, default=60, help="dev rare-name utterances")
     ap.add_argument("--weights", type=float, nargs="+", default=[1.0, 2.0, 3.0, 5.0])
@@ -39,7 +41,7 @@ def main() -> None:
 
     dev, _ = load_items(args.corpus)
     items = [dict(it, lists={"1": it["rare_names"]}) for it in dev if it["rare_names"]][: args.utterances]
-    recognizer = Recognizer.load(args.model, threads=1)
+    recognizer = Recognizer.load(args.model, precision=args.precision, threads=1)
     rows = []
     runs = [("fusion", w) for w in args.weights] + ([("neural", None)] if recognizer.model.has_biaser else [])
     for mode, weight in runs:
@@ -48,9 +50,10 @@ def main() -> None:
                      "examples": [(r["ref"], r["hyp"]) for r in decoded[:5]]})
         print({k: v for k, v in rows[-1].items() if k != "examples"}, flush=True)
     command = f"python benchmarks/biasing_reach.py --model {args.model} --corpus {args.corpus}"
+    command += f" --precision {args.precision}" if args.precision != "auto" else ""
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps({"command": command, "model": args.model, "runs": rows}, indent=2))
+    out.with_suffix(".json").write_text(json.dumps({"command": command, "model": args.model, "precision": recognizer.precision, "runs": rows}, indent=2))
     md = ["# Can in-search biasing reach the held-out names? The true name as the only listed phrase", "",
           f"`{command}`", "", f"{len(items)} dev utterances of the biasing set that speak a held-out rare name; "
           f"beam {recognizer.beam}; no heard forms.", "", "| biasing | bonus per token | name recalled |", "|---|---|---|"]

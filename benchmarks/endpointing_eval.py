@@ -472,6 +472,8 @@ def reference_text_cues(records: list[dict], nlu) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="models/default")
+    ap.add_argument("--precision", default="auto", choices=["auto", "float32", "int8"],
+                    help="model variant (auto: int8 where exported, as the device runs it)")
     ap.add_argument("--corpus", default="corpora/endpointing")
     ap.add_argument("--text-corpus", default="corpora/bench20", help="corpus whose train-split text fits the end-of-sentence model")
     ap.add_argument("--chunk-frames", type=int, default=8, help="decode (and decide) every N 10 ms frames")
@@ -497,7 +499,7 @@ def main() -> None:
     records = [r for r in read_manifest(folder) if r["text"]]
     dev = [r for r in records if r["split"] == "dev"][: args.limit]
     test = [r for r in records if r["split"] == "test"][: args.limit]
-    recognizer = Recognizer.load(args.model, chunk_frames=args.chunk_frames)
+    recognizer = Recognizer.load(args.model, precision=args.precision, chunk_frames=args.chunk_frames)
     chunk_seconds = args.chunk_frames * 0.01
     nlu = TemplateNLU.default(context={"area": "living room"})
     train_text = [strip_wake_word(r["text"]) for r in read_manifest(args.text_corpus) if r["split"] == "train" and r["text"]]
@@ -607,7 +609,9 @@ def main() -> None:
         "command": "python benchmarks/endpointing_eval.py --model {} --corpus {} --text-corpus {}{}".format(
             args.model, args.corpus, args.text_corpus,
             f" --chunk-frames {args.chunk_frames}" if args.chunk_frames != 8 else "")
-        + (f" --eoq-corpus {args.eoq_corpus}" if args.eoq_corpus != "corpora/endpointing_train" else ""),
+        + (f" --eoq-corpus {args.eoq_corpus}" if args.eoq_corpus != "corpora/endpointing_train" else "")
+        + (f" --precision {args.precision}" if args.precision != "auto" else ""),
+        "precision": recognizer.precision,
         "dev_utterances": len(dev), "test_utterances": len(test), "chunk_seconds": chunk_seconds,
         "speech_detector": detector_fit,
         "end_of_query_detector": eoq_fit,

@@ -57,6 +57,8 @@ def score(recognizer: Recognizer, records: list[dict], corpus: Path) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="models/default")
+    ap.add_argument("--precision", default="auto", choices=["auto", "float32", "int8"],
+                    help="model variant (auto: int8 where exported, as the device runs it)")
     ap.add_argument("--corpus", default="corpora/bench20", help="the corpus the model was trained on")
     ap.add_argument("--fresh", required=True, help="a corpus built with another seed (training voices, new audio)")
     ap.add_argument("--utterances", type=int, default=150, help="per set (the fresh set: all of its train split)")
@@ -65,7 +67,7 @@ def main() -> None:
     args = ap.parse_args()
 
     corpus, fresh = Path(args.corpus), Path(args.fresh)
-    recognizer = Recognizer.load(args.model)
+    recognizer = Recognizer.load(args.model, precision=args.precision)
     rows = [r for r in read_manifest(corpus) if r["text"]]
     trained_text = {r["text"] for r in rows if r["split"] == "train"}
     rng = random.Random(args.seed)
@@ -90,11 +92,12 @@ def main() -> None:
         print(results[-1], flush=True)
     command = (f"python benchmarks/generalization_gap.py --model {args.model} --corpus {args.corpus} "
                f"--fresh {args.fresh}")
+    command += f" --precision {args.precision}" if args.precision != "auto" else ""
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps({"command": command, "model": args.model, "sets": results}, indent=2))
+    out.with_suffix(".json").write_text(json.dumps({"command": command, "model": args.model, "precision": recognizer.precision, "sets": results}, indent=2))
     md = ["# Where the recognizer's errors come from: how new the audio is to it", "", f"`{command}`", "",
-          f"Device recognizer as shipped (beam {recognizer.beam}, token LM). Clean: no noise below 20 dB SNR, no room, "
+          f"Device recognizer as shipped ({recognizer.precision}, beam {recognizer.beam}, token LM). Clean: no noise below 20 dB SNR, no room, "
           "channel or whisper.", "", "| set | utterances | WER | clean utterances | clean WER |", "|---|---|---|---|---|"]
     md += [f"| {r['set']} | {r['utterances']} | {100 * r['wer']:.1f}% | {r['clean_utterances']} | "
            + (f"{100 * r['clean_wer']:.1f}% |" if r["clean_wer"] is not None else "- |") for r in results]

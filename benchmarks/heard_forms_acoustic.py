@@ -30,6 +30,8 @@ FUSION_WEIGHTS = {10: 0.5, 100: 0.5, 1000: 0.25}
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="models/default")
+    ap.add_argument("--precision", default="auto", choices=["auto", "float32", "int8"],
+                    help="model variant (auto: int8 where exported, as the device runs it)")
     ap.add_argument("--corpus", default="corpora/biasing")
     ap.add_argument("--text-corpus", default="corpora/bench20")
     ap.add_argument("--heard-forms", default="corpora/biasing/heard_forms.json")
@@ -43,7 +45,7 @@ def main() -> None:
 
     common = everyday_words(args.text_corpus)
     dev, _ = load_items(args.corpus)
-    recognizer = Recognizer.load(args.model, threads=1)
+    recognizer = Recognizer.load(args.model, precision=args.precision, threads=1)
     cached = HeardForms.load(args.heard_forms)
     if cached.model != recognizer.fingerprint:
         raise ConfigError(f"{args.heard_forms} was enrolled with another model: run benchmarks/biasing_eval.py first")
@@ -68,7 +70,7 @@ def main() -> None:
                           f"FA/100 {s['false_alarms_per_100_utts']}", flush=True)
         del raw
     out = Path(args.out)
-    out.with_suffix(".json").write_text(json.dumps({"model": args.model, "dev_utterances": len(dev),
+    out.with_suffix(".json").write_text(json.dumps({"model": args.model, "precision": recognizer.precision, "dev_utterances": len(dev),
                                                     "form_fusion_weight": args.form_weight, "rows": rows_out}, indent=2))
     lines = [f"# Heard forms: acoustic check vs letters alone ({len(dev)} dev utterances of the biasing set)", "",
              f"`python benchmarks/heard_forms_acoustic.py --model {args.model} --corpus {args.corpus}`", "",

@@ -57,14 +57,18 @@ def score(records, texts, nlu) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="models/default")
+    ap.add_argument("--precision", default="auto", choices=["auto", "float32", "int8"],
+                    help="model variant (auto: int8 where exported, as the device runs it)")
     ap.add_argument("--corpus", default="corpora/bench20")
     ap.add_argument("--limit", type=int, default=None)
     args = ap.parse_args()
     records = [r for r in read_manifest(args.corpus) if r["split"] == "test" and r["intent"]][: args.limit]
     nlu = DeviceNLU.load(args.model, context={"area": "living room"})
-    recognizer = Recognizer.load(args.model)
+    recognizer = Recognizer.load(args.model, precision=args.precision)
     hyps = [recognizer.transcribe(read_audio(audio_path(r, args.corpus))).text for r in records]
-    result = {"command": f"python benchmarks/nlu_eval.py --model {args.model} --corpus {args.corpus}",
+    result = {"command": f"python benchmarks/nlu_eval.py --model {args.model} --corpus {args.corpus}"
+                         + (f" --precision {args.precision}" if args.precision != "auto" else ""),
+              "precision": recognizer.precision,
               "trained_model": {k: v for k, v in (nlu.trained.meta if nlu.trained else {}).items()
                                 if k not in ("vocab", "tags", "intents")},
               "text": score(records, [r["text"] for r in records], nlu),

@@ -157,6 +157,8 @@ def load_test(lm_dir: str, weights_file: Path, bodies: list[bytes], clients: int
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="models/default")
+    ap.add_argument("--precision", default="auto", choices=["auto", "float32", "int8"],
+                    help="model variant (auto: int8 where exported, as the device runs it)")
     ap.add_argument("--lm", default="models/cloud-lm")
     ap.add_argument("--corpus", default="corpora/bench20")
     ap.add_argument("--beam", type=int, default=32,
@@ -175,7 +177,7 @@ def main() -> None:
     records = [r for r in read_manifest(corpus) if r["text"]]
     dev_records = [r for r in records if r["split"] == "dev"][: args.dev_limit]
     test_records = [r for r in records if r["split"] == "test"][: args.limit]
-    recognizer = Recognizer.load(args.model, beam=args.beam, threads=1)
+    recognizer = Recognizer.load(args.model, precision=args.precision, beam=args.beam, threads=1)
     t0 = time.time()
     dev, test = decode(recognizer, dev_records, corpus), decode(recognizer, test_records, corpus)
     print(f"decoded {len(dev)} dev + {len(test)} test utterances in {time.time() - t0:.0f} s", flush=True)
@@ -226,7 +228,7 @@ def main() -> None:
     lattice_bytes = [len(d["lattice"]) for d in test]
     audio_bytes = [d["audio_bytes"] for d in test]
     report = {
-        "model": args.model, "lm": args.lm, "lm_parameters": lm.parameters,
+        "model": args.model, "precision": recognizer.precision, "lm": args.lm, "lm_parameters": lm.parameters,
         "device_parameters": json.loads((Path(args.model) / "metadata.json").read_text())["parameters"],
         "beam": args.beam, "weights": weights.to_dict(), "ablation": ablation, "dev_utterances": len(dev), "dev_rescored_wer": round(dev_wer, 4),
         "dev_device_wer": wer([d["ref"] for d in dev], [d["device"] for d in dev]),

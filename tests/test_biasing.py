@@ -148,7 +148,7 @@ def test_device_biasing_matches_the_torch_decoder(biased_run, biased_device, aud
     from edgevoice.train.evaluate import TrainedModel
 
     trained = TrainedModel(biased_run)
-    recognizer = Recognizer.load(biased_device)
+    recognizer = Recognizer.load(biased_device, precision="float32")
     tokens, lengths = phrase_batch(PHRASES, trained.tokenizer)
     with torch.no_grad():
         memory = trained.model.bias_memory(tokens, lengths)
@@ -239,7 +239,7 @@ def test_a_list_free_predictor_without_a_biaser_is_refused(biased_device, tmp_pa
     del meta["biaser"]
     (broken / "metadata.json").write_text(json.dumps(meta))
     with pytest.raises(ModelError, match="predictor_no_list but no biaser"):
-        Recognizer.load(broken)
+        Recognizer.load(broken, precision="float32")
 
 
 def test_a_list_that_comes_back_reuses_its_neural_memory(biased_device, audio):

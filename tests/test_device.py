@@ -15,7 +15,7 @@ import pytest
 from edgevoice.audio.io import read_audio, resample, write_audio
 from edgevoice.device.lattice import Lattice
 from edgevoice.device.recognizer import Recognizer
-from edgevoice.errors import AudioError, LatticeError, ModelError
+from edgevoice.errors import AudioError, ConfigError, LatticeError, ModelError
 
 from tiny_model import SENTENCES
 
@@ -24,7 +24,7 @@ EV = [sys.executable, "-m", "edgevoice.cli"]
 
 @pytest.fixture(scope="module")
 def recognizer(exported):
-    return Recognizer.load(exported)
+    return Recognizer.load(exported, precision="float32")  # compared with the torch decoder
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +63,24 @@ def test_int8_model_is_smaller_and_still_transcribes(exported, audio):
     int8 = Recognizer.load(exported, precision="int8")
     texts = [int8.transcribe(x).text for x in audio]
     assert sum(t == s for t, s in zip(texts, SENTENCES)) >= 3, texts
+
+
+def test_default_precision_is_int8_where_exported(exported, tmp_path, audio):
+    auto = Recognizer.load(exported)
+    assert auto.precision == "int8" and Recognizer.load(exported, precision="float32").precision == "float32"
+    int8 = Recognizer.load(exported, precision="int8")
+    assert [auto.transcribe(x).nbest for x in audio[:2]] == [int8.transcribe(x).nbest for x in audio[:2]]
+    d = _copy(exported, tmp_path / "float-only")
+    meta = json.loads((d / "metadata.json").read_text())
+    del meta["variants"]["int8"]
+    (d / "metadata.json").write_text(json.dumps(meta))
+    assert Recognizer.load(d).precision == "float32"  # an export without --int8
+    with pytest.raises(ConfigError, match="precision must be one of auto, float32, int8, got 'fp16'"):
+        Recognizer.load(exported, precision="fp16")
+    del meta["variants"]["float32"]
+    (d / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="names no float32 or int8 variant"):
+        Recognizer.load(d)
 
 
 def test_streaming_in_odd_chunks_equals_one_call(recognizer, audio):
@@ -220,9 +238,14 @@ def test_corrupt_model_directories_are_named(exported, tmp_path, overfit):
     data = (d / "encoder.onnx").read_bytes()
     (d / "encoder.onnx").write_bytes(data[: len(data) // 2])
     with pytest.raises(ModelError, match="encoder.onnx is corrupt"):
-        Recognizer.load(d)
+        Recognizer.load(d, precision="float32")
     with pytest.raises(ModelError, match="not a loadable ONNX model"):
-        Recognizer.load(d, verify_checksums=False)
+        Recognizer.load(d, precision="float32", verify_checksums=False)
+    assert Recognizer.load(d).precision == "int8"  # the default never reads the float32 files
+    data = (d / "encoder.int8.onnx").read_bytes()
+    (d / "encoder.int8.onnx").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelError, match="encoder.int8.onnx is corrupt"):  # no silent fall-back to float32
+        Recognizer.load(d)
     d = _copy(exported, tmp_path / "newer")
     meta = json.loads((d / "metadata.json").read_text())
     (d / "metadata.json").write_text(json.dumps(dict(meta, format_version=99)))
@@ -254,7 +277,7 @@ def test_device_runtime_runs_with_torch_unimportable(exported, corpus):
             "sys.meta_path.insert(0, Block())\n"
             "from edgevoice.audio.io import read_audio\n"
             "from edgevoice.device.recognizer import Recognizer\n"
-            f"r = Recognizer.load({str(exported)!r})\n"
+            f"r = Recognizer.load({str(exported)!r}, precision='float32')\n"
             f"print(r.transcribe(read_audio({str(corpus / 'u1.flac')!r})).text)\n"
             "assert 'torch' not in sys.modules\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -285,6 +308,13 @@ def test_transcribe_command(exported, corpus, tmp_path):
     human = subprocess.run(EV + ["transcribe", "--model", str(exported), str(corpus / "u3.flac")], capture_output=True,
                            text=True)
     assert human.returncode == 0 and SENTENCES[3] in human.stdout and "real-time factor" in human.stdout
+    assert "int8 model" in human.stdout  # the default where the export has int8
+    exact = subprocess.run(EV + ["transcribe", "--model", str(exported), "--precision", "float32", str(corpus / "u3.flac")],
+                           capture_output=True, text=True)
+    assert exact.returncode == 0 and SENTENCES[3] in exact.stdout and "float32 model" in exact.stdout
+    both = subprocess.run(EV + ["transcribe", "--model", str(exported), "--precision", "float32", "--int8",
+                                str(corpus / "u3.flac")], capture_output=True, text=True)
+    assert both.returncode != 0 and "--int8 contradicts --precision float32" in both.stderr
 
 
 def test_listen_reads_pcm_from_stdin(exported, corpus):

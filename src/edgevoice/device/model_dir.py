@@ -14,13 +14,18 @@ from pathlib import Path
 
 import numpy as np
 
-from edgevoice.errors import ModelError
+from edgevoice.errors import ConfigError, ModelError
 
 FORMAT_NAME = "edgevoice-transducer"
 FORMAT_VERSION = 1
 # The neural biaser's keys [H, d, M] and values [H, M, d] (head-major, keys pre-scaled).
 BIASER_MEMORY_LAYOUT = "head_major"
 METADATA_FILE = "metadata.json"
+# What a caller may ask for. "auto" takes int8 where the export has it: on the test split it
+# is as accurate as float32 and about 1.5x quicker (benchmarks/results/device_eval.md), which
+# is what keeps the tuned beam within the device's real-time budget.
+PRECISIONS = ("auto", "float32", "int8")
+AUTO_PREFERENCE = ("int8", "float32")
 # Optional: how this model uses a bias list when the caller says "auto" (the biasing
 # benchmark writes it from its dev split: a jointly trained biaser may or may not help).
 BIASING_FILE = "biasing.json"
@@ -102,8 +107,11 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def load_model_directory(path: str | Path, precision: str = "float32", verify_checksums: bool = True) -> ModelDirectory:
+def load_model_directory(path: str | Path, precision: str = "auto", verify_checksums: bool = True) -> ModelDirectory:
+    """precision: "float32", "int8", or "auto" (int8 where the export has it, else float32)."""
     path = Path(path)
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if not path.is_dir():
         raise ModelError(f"model directory not found: {path} (make one with `edgevoice export`)")
     meta_file = path / METADATA_FILE
@@ -127,6 +135,12 @@ def load_model_directory(path: str | Path, precision: str = "float32", verify_ch
     if meta["sample_rate"] != 16000 or meta["features"].get("sample_rate") != 16000:
         raise ModelError(f"{meta_file}: the device runtime works at 16000 Hz, the model says {meta['sample_rate']}")
     variants = meta["variants"]
+    if not isinstance(variants, dict):
+        raise ModelError(f"{meta_file}: 'variants' must map each precision to its parts")
+    if precision == "auto":
+        precision = next((p for p in AUTO_PREFERENCE if p in variants), None)
+        if precision is None:
+            raise ModelError(f"{meta_file} names no float32 or int8 variant (it has: {', '.join(sorted(variants))})")
     if precision not in variants:
         raise ModelError(f"{path} has no {precision} variant (it has: {', '.join(sorted(variants))}); "
                          f"export with --int8 for int8")

@@ -1,6 +1,6 @@
 """The streaming recognizer: the device's public API (numpy + ONNX Runtime, no torch).
 
-    recognizer = Recognizer.load("models/default/device")
+    recognizer = Recognizer.load("models/default")  # int8 where exported ("auto")
     stream = recognizer.create_stream()
     stream.accept_waveform(16000, samples)   # chunks of any size, any sample rate
     stream.partial_text                      # best hypothesis so far
@@ -131,12 +131,19 @@ class Recognizer:
         return self._token_lm
 
     @staticmethod
-    def load(path: str | Path, precision: str = "float32", beam: int | None = None, threads: int = 1,
+    def load(path: str | Path, precision: str = "auto", beam: int | None = None, threads: int = 1,
              chunk_frames: int | None = None, verify_checksums: bool = True,
              lm_weight: float | None = None) -> "Recognizer":
+        """precision: "auto" (int8 where the export has it, else float32), "float32" or "int8";
+        beam, lm_weight: None for the settings tuned for the model (its lm_fusion.json)."""
         model_dir = load_model_directory(path, precision, verify_checksums)
         return Recognizer(OnnxTransducer(model_dir, threads), Tokenizer(model_dir.tokenizer_path), beam, chunk_frames,
                           lm_weight)
+
+    @property
+    def precision(self) -> str:
+        """The variant loaded: "float32" or "int8"."""
+        return self.model.model_dir.precision
 
     @property
     def fingerprint(self) -> str:
