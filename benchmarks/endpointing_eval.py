@@ -1,12 +1,14 @@
 """Benchmark: the two end-pointers, speculation and user-perceived latency.
 
     python benchmarks/endpointing_eval.py --model models/default --corpus corpora/endpointing \\
-        --text-corpus corpora/bench20
+        --text-corpus corpora/bench20 --plan-corpus corpora/endpointing_plan
 
 The end-pointing set comes from `edgevoice corpus build --profile endpointing` (pauses of
 0.3-1 s at natural places, hesitations, 2.5-4 s of trailing silence with the noise going
-on, noise bursts after the command); its dev split fits and tunes the learned end-pointer,
-its test split (unseen voices and sentences) is what is reported.
+on, noise bursts after the command); its dev split, with those of `--plan-corpus` (more
+sets of the same profile: a premature-cut target of 0.5 % is one command of 270), fits and
+tunes the learned end-pointer; its test split (unseen voices and sentences) is what is
+reported.
 
 1. The speech detector (logistic over the encoder's frames) is fitted on the dev streams,
    frames labelled from the manifest's layout (speech segments, pauses, hesitations).
@@ -112,10 +114,15 @@ def speech_labels(rec: dict, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return speech, usable
 
 
+def audio_of(rec: dict, folder) -> np.ndarray:
+    """A record's audio, from the corpus it came from (planning may join several)."""
+    return read_audio(audio_path(rec, rec.get("_folder", folder)))
+
+
 def fit_speech_detector(recognizer, nlu, eos, records, folder) -> tuple[SpeechDetector, dict]:
     xs, ys = [], []
     for rec in records:
-        obs, enc = observe(recognizer, nlu, eos, read_audio(audio_path(rec, folder)), encoder_frames=True)
+        obs, enc = observe(recognizer, nlu, eos, audio_of(rec, folder), encoder_frames=True)
         n = min(len(obs), len(enc))
         y, usable = speech_labels(rec, np.array([o.time for o in obs[:n]]))
         xs.append(SpeechDetector.inputs(enc[:n], np.array([o.blank_prob for o in obs[:n]]))[usable])
@@ -169,7 +176,7 @@ EOQ_L2 = (1e-3, 3e-3, 1e-2)  # weight decays tried for the end-of-query detector
 def eoq_samples(recognizer, detector, records, folder) -> tuple[np.ndarray, np.ndarray]:
     samples = []
     for rec in records:
-        obs, enc = observe(recognizer, None, None, read_audio(audio_path(rec, folder)), detector, encoder_frames=True)
+        obs, enc = observe(recognizer, None, None, audio_of(rec, folder), detector, encoder_frames=True)
         samples += end_of_query_samples(rec, obs, enc)
     return np.stack([s[0] for s in samples]), np.array([s[1] for s in samples])
 
@@ -352,7 +359,7 @@ def run_events(recognizer, endpointer, nlu, records, folder, block=1280):
     """Stream each test utterance in 80 ms blocks through the real event code."""
     rows = []
     for rec in records:
-        x = read_audio(audio_path(rec, folder))
+        x = audio_of(rec, folder)
         stream = recognizer.create_stream(endpointer, nlu)
         events = []
         for start in range(0, len(x), block):
@@ -488,6 +495,10 @@ def main() -> None:
     ap.add_argument("--eoq-corpus", default="corpora/endpointing_train",
                     help="`corpus build --profile endpointing-train` folder(s), comma-separated, the end-of-query "
                          "detector is fitted on ('' for none)")
+    ap.add_argument("--plan-corpus", default="",
+                    help="more `corpus build --profile endpointing` folder(s), comma-separated, whose dev splits join "
+                         "the corpus's own for fitting and planning (dev voices and sentences: a larger planning set "
+                         "makes the premature-cut and reset targets less of a coin toss); test stays the corpus's own")
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--out", default=str(RESULTS / "endpointing_eval"), help="results prefix (.json, .md, .png)")
     ap.add_argument("--endpointer-out", default=None,
@@ -498,6 +509,8 @@ def main() -> None:
     folder = Path(args.corpus)
     records = [r for r in read_manifest(folder) if r["text"]]
     dev = [r for r in records if r["split"] == "dev"][: args.limit]
+    for extra in filter(None, args.plan_corpus.split(",")):
+        dev += [dict(r, _folder=extra) for r in read_manifest(extra) if r["text"] and r["split"] == "dev"][: args.limit]
     test = [r for r in records if r["split"] == "test"][: args.limit]
     recognizer = Recognizer.load(args.model, precision=args.precision, chunk_frames=args.chunk_frames)
     chunk_seconds = args.chunk_frames * 0.01
@@ -514,8 +527,8 @@ def main() -> None:
         eoq_records = [(Path(c), [r for r in read_manifest(c) if r["text"] and r["split"] == "train"][: args.limit])
                        for c in args.eoq_corpus.split(",")]
         eoq, eoq_fit = fit_end_of_query(recognizer, detector, eoq_records, dev, folder)
-    obs_dev = [observe(recognizer, nlu, eos, read_audio(audio_path(r, folder)), detector, end_of_query=eoq) for r in dev]
-    obs_test = [observe(recognizer, nlu, eos, read_audio(audio_path(r, folder)), detector, end_of_query=eoq)
+    obs_dev = [observe(recognizer, nlu, eos, audio_of(r, folder), detector, end_of_query=eoq) for r in dev]
+    obs_test = [observe(recognizer, nlu, eos, audio_of(r, folder), detector, end_of_query=eoq)
                 for r in test]
     observe_seconds = time.time() - t0
     detector_fit["frame_accuracy_test"] = detector_accuracy(detector, obs_test, test)
@@ -610,7 +623,8 @@ def main() -> None:
             args.model, args.corpus, args.text_corpus,
             f" --chunk-frames {args.chunk_frames}" if args.chunk_frames != 8 else "")
         + (f" --eoq-corpus {args.eoq_corpus}" if args.eoq_corpus != "corpora/endpointing_train" else "")
-        + (f" --precision {args.precision}" if args.precision != "auto" else ""),
+        + (f" --precision {args.precision}" if args.precision != "auto" else "")
+        + (f" --plan-corpus {args.plan_corpus}" if args.plan_corpus else ""),
         "precision": recognizer.precision,
         "dev_utterances": len(dev), "test_utterances": len(test), "chunk_seconds": chunk_seconds,
         "speech_detector": detector_fit,
@@ -662,6 +676,8 @@ def main() -> None:
     ms = lambda s: f"{s * 1000:.0f} ms"  # noqa: E731
     lines = [f"# End-pointing on the test split ({len(test)} utterances; decisions every {chunk_seconds * 1000:.0f} ms)", "",
              f"`{result['command']}`", "",
+             f"Fitted and planned on {len(dev)} dev utterances ({args.corpus}"
+             + "".join(f" + {c}" for c in filter(None, args.plan_corpus.split(","))) + f", {result['precision']} recognizer).", "",
              "| end-pointer | median delay | p90 delay | premature cuts |", "|---|---|---|---|",
              f"| final, learned ({chosen}; shipped) | {ms(L['final_median_delay'])} | {ms(L['final_p90_delay'])} | "
              f"{L['final_premature_rate']:.1%} |",

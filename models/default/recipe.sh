@@ -87,7 +87,7 @@ $EV nlu train --out models/default/nlu.npz
 
 # The device's token n-gram LM (order 6 over the recognizer's tokens, from the train-split
 # text: ~1 min), its fusion settings and the beam, tuned on the dev split within the device's
-# real-time budget (writes lm_fusion.json; ~17 min). Every measurement below uses them (the
+# real-time budget, in int8 (writes lm_fusion.json; ~22 min). Every measurement below uses them (the
 # recognizer's defaults from then on).
 $EV lm ngram --model models/default
 .venv/bin/python benchmarks/lm_fusion_eval.py --model models/default --corpus corpora/bench20
@@ -99,9 +99,10 @@ $EV context word-stats --corpus corpora/bench20 --out models/default/word_contex
 # models/default/endpointer.json on the end-pointing set's dev split).
 $EV corpus build --out corpora/endpointing --hours 1.0 --seed 5 --profile endpointing
 $EV corpus build --out corpora/endpointing_train --hours 3 --seed 6 --profile endpointing-train   # end-of-query detector
+$EV corpus build --out corpora/endpointing_plan --hours 3 --seed 9 --profile endpointing   # its dev split: planning
 .venv/bin/python benchmarks/recognizer_eval.py --model models/default --corpus corpora/bench20
 .venv/bin/python benchmarks/device_eval.py --model models/default --corpus corpora/bench20
-.venv/bin/python benchmarks/endpointing_eval.py --model models/default --corpus corpora/endpointing --text-corpus corpora/bench20
+.venv/bin/python benchmarks/endpointing_eval.py --model models/default --corpus corpora/endpointing --text-corpus corpora/bench20 --plan-corpus corpora/endpointing_plan
 .venv/bin/python benchmarks/nlu_eval.py --model models/default --corpus corpora/bench20
 
 # Context biasing: the evaluation set (held-out rare names, lists of 10/100/1000), then
