@@ -39,7 +39,7 @@ from edgevoice.corpus.manifest import audio_path, read_manifest
 from edgevoice.corpus.tts import Voice
 from edgevoice.device.context import ContextGraph
 from edgevoice.device.heard_forms import ENROLL_CONDITIONS, ENROLL_VOICES, HeardForms, WordContext, check_conditions, enroll
-from edgevoice.device.model_dir import BIASING_FILE
+from edgevoice.device.model_dir import BIASING_FILE, PRECISIONS
 from edgevoice.device.recognizer import Recognizer
 from edgevoice.text.metrics import biased_error_counts, error_counts
 
@@ -201,7 +201,7 @@ def choose_default_biasing(conditions: list[dict], corpus: str) -> dict | None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="models/default")
-    ap.add_argument("--precision", default="auto", choices=["auto", "float32", "int8"],
+    ap.add_argument("--precision", default="auto", choices=PRECISIONS,
                     help="model variant (auto: int8 where exported, as the device runs it)")
     ap.add_argument("--corpus", default="corpora/biasing")
     ap.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000])

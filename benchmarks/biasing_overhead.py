@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from biasing_eval import load_items  # noqa: E402
 
 from edgevoice.device.context import ContextGraph  # noqa: E402
+from edgevoice.device.model_dir import PRECISIONS  # noqa: E402
 from edgevoice.device.recognizer import Recognizer  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
@@ -51,7 +52,7 @@ def decode_seconds(recognizer: Recognizer, samples, mode: str, phrases: list[str
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="models/default")
-    ap.add_argument("--precision", default="auto", choices=["auto", "float32", "int8"],
+    ap.add_argument("--precision", default="auto", choices=PRECISIONS,
                     help="model variant (auto: int8 where exported, as the device runs it)")
     ap.add_argument("--corpus", default="corpora/biasing")
     ap.add_argument("--sizes", type=int, nargs="+", default=[100, 1000])

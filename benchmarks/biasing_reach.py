@@ -19,6 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from biasing_eval import load_items, run  # noqa: E402
 
+from edgevoice.device.model_dir import PRECISIONS  # noqa: E402
 from edgevoice.device.recognizer import Recognizer  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
@@ -31,7 +32,7 @@ def recalled(rows: list[dict]) -> int:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="models/default")
-    ap.add_argument("--precision", default="auto", choices=["auto", "float32", "int8"],
+    ap.add_argument("--precision", default="auto", choices=PRECISIONS,
                     help="model variant (auto: int8 where exported, as the device runs it)")
     ap.add_argument("--corpus", default="corpora/biasing")
     ap.add_argument("--utterances", type=int, default=60, help="dev rare-name utterances")

@@ -62,6 +62,7 @@ from edgevoice.device.endpoint import (END_OF_QUERY_FEATURES, FEATURES, LM_END_F
                                        feature_vector)
 from edgevoice.device.nlu import TemplateNLU
 from edgevoice.corpus.layout import strip_wake_word
+from edgevoice.device.model_dir import PRECISIONS
 from edgevoice.device.recognizer import Recognizer
 
 RESULTS = Path(__file__).parent / "results"
@@ -479,7 +480,7 @@ def reference_text_cues(records: list[dict], nlu) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="models/default")
-    ap.add_argument("--precision", default="auto", choices=["auto", "float32", "int8"],
+    ap.add_argument("--precision", default="auto", choices=PRECISIONS,
                     help="model variant (auto: int8 where exported, as the device runs it)")
     ap.add_argument("--corpus", default="corpora/endpointing")
     ap.add_argument("--text-corpus", default="corpora/bench20", help="corpus whose train-split text fits the end-of-sentence model")

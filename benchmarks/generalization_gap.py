@@ -28,6 +28,7 @@ from recognizer_eval import condition_of  # noqa: E402
 
 from edgevoice.audio.io import read_audio
 from edgevoice.corpus.manifest import audio_path, read_manifest
+from edgevoice.device.model_dir import PRECISIONS
 from edgevoice.device.recognizer import Recognizer
 from edgevoice.text.metrics import word_error_rate
 
@@ -57,7 +58,7 @@ def score(recognizer: Recognizer, records: list[dict], corpus: Path) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="models/default")
-    ap.add_argument("--precision", default="auto", choices=["auto", "float32", "int8"],
+    ap.add_argument("--precision", default="auto", choices=PRECISIONS,
                     help="model variant (auto: int8 where exported, as the device runs it)")
     ap.add_argument("--corpus", default="corpora/bench20", help="the corpus the model was trained on")
     ap.add_argument("--fresh", required=True, help="a corpus built with another seed (training voices, new audio)")

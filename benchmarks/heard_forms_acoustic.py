@@ -21,6 +21,7 @@ from pathlib import Path
 
 from biasing_eval import RESULTS, everyday_words, load_items, run, score
 from edgevoice.device.heard_forms import HeardForms, WordContext
+from edgevoice.device.model_dir import PRECISIONS
 from edgevoice.device.recognizer import Recognizer
 from edgevoice.errors import ConfigError
 
@@ -30,7 +31,7 @@ FUSION_WEIGHTS = {10: 0.5, 100: 0.5, 1000: 0.25}
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="models/default")
-    ap.add_argument("--precision", default="auto", choices=["auto", "float32", "int8"],
+    ap.add_argument("--precision", default="auto", choices=PRECISIONS,
                     help="model variant (auto: int8 where exported, as the device runs it)")
     ap.add_argument("--corpus", default="corpora/biasing")
     ap.add_argument("--text-corpus", default="corpora/bench20")

@@ -162,12 +162,13 @@ def main() -> None:
         def run(frames, settings, beam=TUNING_BEAM):
             return list(pool.map(_search, [(f, settings, beam) for f in frames], chunksize=8))
 
-        grid = []
+        grid, grid_texts = [], {}  # grid_texts: dev 1-bests per setting at the tuning beam, reused below
         baseline_dev = wer_of(dev_refs, [nb[0][0] for nb in run(dev_frames, None)])
         for weight, bonus, end_weight in itertools.product(WEIGHTS, BONUSES, END_WEIGHTS):
             if weight == 0 and (bonus == 0 or end_weight):  # no LM: nothing, or the end term has no effect
                 continue
-            scores = wer_of(dev_refs, [nb[0][0] for nb in run(dev_frames, (weight, bonus, end_weight))])
+            texts = grid_texts[(weight, bonus, end_weight)] = [nb[0][0] for nb in run(dev_frames, (weight, bonus, end_weight))]
+            scores = wer_of(dev_refs, texts)
             grid.append({"weight": weight, "bonus": bonus, "end_weight": end_weight, **scores})
             print(f"dev weight {weight} bonus {bonus} end {end_weight}: WER {scores['wer']:.2%}", flush=True)
         best = min((g for g in grid if g["weight"] > 0), key=lambda g: (g["errors"], g["weight"]))
@@ -181,8 +182,9 @@ def main() -> None:
         for beam in args.beams:
             tried = []
             for cand in candidates:
-                texts = [nb[0][0] for nb in run(dev_frames, cand, beam)]
-                tried.append((wer_of(dev_refs, texts)["errors"], cand, wer_of(dev_refs, texts), texts))
+                texts = grid_texts[cand] if beam == TUNING_BEAM else [nb[0][0] for nb in run(dev_frames, cand, beam)]
+                scores = wer_of(dev_refs, texts)
+                tried.append((scores["errors"], cand, scores, texts))
             errors, cand, scores, texts = min(tried, key=lambda x: (x[0], candidates.index(x[1])))
             dev_errors[beam] = [error_counts([r], [t])["errors"] for r, t in zip(dev_refs, texts)]
             beams.append({"beam": beam, "settings": {"weight": cand[0], "bonus": cand[1], "end_weight": cand[2]},

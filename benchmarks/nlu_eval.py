@@ -20,6 +20,7 @@ from pathlib import Path
 from edgevoice.audio.io import read_audio
 from edgevoice.corpus.manifest import audio_path, read_manifest
 from edgevoice.device.nlu import DeviceNLU
+from edgevoice.device.model_dir import PRECISIONS
 from edgevoice.device.recognizer import Recognizer
 
 RESULTS = Path(__file__).parent / "results"
@@ -57,7 +58,7 @@ def score(records, texts, nlu) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="models/default")
-    ap.add_argument("--precision", default="auto", choices=["auto", "float32", "int8"],
+    ap.add_argument("--precision", default="auto", choices=PRECISIONS,
                     help="model variant (auto: int8 where exported, as the device runs it)")
     ap.add_argument("--corpus", default="corpora/bench20")
     ap.add_argument("--limit", type=int, default=None)

@@ -41,6 +41,7 @@ from edgevoice.cloud.rescore import RescoreWeights, prepare_candidates, tune_wei
 from edgevoice.corpus.manifest import audio_path, read_manifest
 from edgevoice.device.lattice import Lattice
 from edgevoice.device.nlu import TemplateNLU
+from edgevoice.device.model_dir import PRECISIONS
 from edgevoice.device.recognizer import Recognizer
 from edgevoice.text.metrics import error_counts
 
@@ -157,7 +158,7 @@ def load_test(lm_dir: str, weights_file: Path, bodies: list[bytes], clients: int
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="models/default")
-    ap.add_argument("--precision", default="auto", choices=["auto", "float32", "int8"],
+    ap.add_argument("--precision", default="auto", choices=PRECISIONS,
                     help="model variant (auto: int8 where exported, as the device runs it)")
     ap.add_argument("--lm", default="models/cloud-lm")
     ap.add_argument("--corpus", default="corpora/bench20")
