@@ -135,19 +135,25 @@ def enrolled_forms(recognizer: Recognizer, path: Path, items: list[dict], sizes:
     from tqdm import tqdm
 
     cached = HeardForms.load(path) if path.exists() else None
-    fresh = cached is not None and cached.heard_with(recognizer.fingerprint, voices, conditions)
+    # (a file from before acoustic templates were kept is enrolled again)
+    fresh = cached is not None and cached.heard_with(recognizer.fingerprint, voices, conditions) and \
+        cached.templates is not None
     known = cached.forms if fresh else {}
+    templates = cached.templates if fresh else None
     if cached is not None and not fresh:
         print(f"{path}: enrolled with another model ({cached.model}) or in other voices or conditions; enrolling again")
     needed = sorted({p for it in items for n in sizes for p in it["lists"][str(n)]})
     todo = [p for p in needed if p not in known]
     with tqdm(total=len(todo), desc="enrolling bias phrases", disable=not todo) as bar:
         for start in range(0, len(todo), 100):
-            known.update(enroll(recognizer, todo[start : start + 100], voices=voices, progress=bar.update,
-                                conditions=conditions).forms)
-            HeardForms(known, model=recognizer.fingerprint, voices=voices, conditions=conditions).save(path)
+            new = enroll(recognizer, todo[start : start + 100], voices=voices, progress=bar.update,
+                         conditions=conditions, templates=templates if templates is not None else True)
+            known.update(new.forms)
+            templates = new.templates if templates is None else templates.merged(new.templates)
+            HeardForms(known, model=recognizer.fingerprint, voices=voices, conditions=conditions,
+                       templates=templates).save(path)
     return HeardForms(known, word_context=word_context, model=recognizer.fingerprint, voices=voices,
-                      conditions=conditions)
+                      conditions=conditions, templates=templates)
 
 
 def everyday_words(text_corpus: str, count: int = 300) -> frozenset:
@@ -224,7 +230,7 @@ def main() -> None:
     ap.add_argument("--forms-sizes", type=int, nargs="*", default=[10, 100],
                     help="list sizes also measured with heard forms (fusion+forms, both+forms); 1000 needs the "
                          "whole pool of ~10,000 phrases enrolled (~1.5 h here, once)")
-    ap.add_argument("--thresholds", type=float, nargs="+", default=[0.7, 0.75, 0.8, 0.85],
+    ap.add_argument("--thresholds", type=float, nargs="+", default=[0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85],
                     help="heard-form letter similarities tried on the dev split")
     ap.add_argument("--min-entity-starts", type=float, nargs="+", default=[0.0, 0.05, 0.1],
                     help="least P(an entity starts | the word before) for a rewrite, tried on the dev split")
@@ -232,6 +238,8 @@ def main() -> None:
                     help="heard forms' acoustic check: how much less likely (natural log per token of the form, "
                          "by the transducer over the span's frames) a form may be than what was heard; 'none': "
                          "letters alone; tried on dev")
+    ap.add_argument("--template-check", type=int, choices=[0, 1], default=1,
+                    help="also try the acoustic-template check of each rewrite on dev (1, the default) or not (0)")
     ap.add_argument("--form-weights", type=float, nargs="+", default=[0.25, 0.5],
                     help="shallow-fusion bonuses per token of heard forms tried on the dev split")
     ap.add_argument("--out", default=str(RESULTS / "biasing_eval"))
@@ -286,19 +294,21 @@ def main() -> None:
             raw, _ = run(recognizer, dev, base_mode, size, weight, heard_forms, form_weight, rewrite=False)
             for threshold in args.thresholds:
                 for min_start in args.min_entity_starts:
-                    for margin in margins:
-                        forms = heard_forms.with_threshold(threshold, min_start, margin)
+                    # the acoustic margin, or the template check (not both: a grid of its own)
+                    checks = [(m, False) for m in margins] + [(None, True)] * args.template_check
+                    for margin, template_check in checks:
+                        forms = heard_forms.with_threshold(threshold, min_start, margin, template_check)
                         rows = [dict(r, hyp=r["stream"].rewrite_with(forms.restricted(r["list"]))[0]["text"]) for r in raw]
-                        tried[(threshold, min_start, form_weight, margin)] = score(rows, common)["wer"]
+                        tried[(threshold, min_start, form_weight, margin, template_check)] = score(rows, common)["wer"]
             del raw  # the streams and their frames
         # ties: the stricter rewrite (a check before none, the smaller margin), then the smaller bonus
-        best = min(tried, key=lambda k: (tried[k], -k[0], -k[1], k[3] is None, k[3] or 0, k[2]))
+        best = min(tried, key=lambda k: (tried[k], -k[0], -k[1], k[3] is None and not k[4], k[3] or 0, k[2]))
         tuned[(mode, size)] = {"weight": weight, "threshold": best[0], "min_entity_start": best[1], "form_weight": best[2],
-                               "acoustic_margin": best[3],
-                               "dev_wer_by_threshold_min_entity_start_form_weight_margin":
+                               "acoustic_margin": best[3], "template_check": best[4],
+                               "dev_wer_by_threshold_min_entity_start_form_weight_margin_template_check":
                                    {" ".join(map(str, k)): v for k, v in tried.items()}}
-        print(f"dev: {mode} {size}: (threshold, min entity start, form weight, acoustic margin) -> {best}, "
-              f"dev WER {tried[best]:.2%}", flush=True)
+        print(f"dev: {mode} {size}: (threshold, min entity start, form weight, acoustic margin, template check) -> "
+              f"{best}, dev WER {tried[best]:.2%}", flush=True)
     results, baseline = [], None
     for mode, size in conditions:
         t0 = time.time()
@@ -307,7 +317,7 @@ def main() -> None:
         if mode.endswith("+forms"):
             rows, timing = run(recognizer, items, mode.removesuffix("+forms"), size, weight,
                                heard_forms.with_threshold(setting["threshold"], setting["min_entity_start"],
-                                                          setting["acoustic_margin"]),
+                                                          setting["acoustic_margin"], setting["template_check"]),
                                setting["form_weight"])
         else:
             rows, timing = run(recognizer, items, mode, size, weight)
@@ -320,7 +330,7 @@ def main() -> None:
         s.update(mode=mode, list_size=size or 0, fusion_weight=weight if mode.split("+")[0] in ("fusion", "both") else None,
                  form_threshold=setting.get("threshold"), form_fusion_weight=setting.get("form_weight"),
                  form_min_entity_start=setting.get("min_entity_start"),
-                 form_acoustic_margin=setting.get("acoustic_margin"),
+                 form_acoustic_margin=setting.get("acoustic_margin"), form_template_check=setting.get("template_check"),
                  dev_tuning=tuned.get((mode, size)), rtf=round(timing["rtf"], 4),
                  rtf_overhead_median=round(statistics.median(ratios) - 1, 4),
                  prepare_ms_median=timing["prepare_ms_median"])
@@ -358,7 +368,8 @@ def main() -> None:
              f"`{report['command']}`", "",
              "+forms: the list's heard forms (edgevoice.device.heard_forms) join the fusion and rewrite the result; "
              "settings: fusion weight, then for +forms the form similarity threshold / least entity-start "
-             "probability of the word before / form fusion weight / acoustic margin (- : letters alone).", "",
+             "probability of the word before / form fusion weight / acoustic check (a margin: the transducer's; "
+             "templates: the phrase must be the list's closest by its acoustic templates; - : letters alone).", "",
              "| biasing | list | settings | WER | B-WER | U-WER | B-WER change | U-WER change | entity recall | rare-name recall | "
              "false alarms /100 utts | RTF | RTF overhead |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for s in results:
@@ -367,7 +378,7 @@ def main() -> None:
         setting = "" if s["fusion_weight"] is None else str(s["fusion_weight"])
         if s.get("form_threshold") is not None:
             setting += (f" / {s['form_threshold']} / {s['form_min_entity_start']} / {s['form_fusion_weight']} / "
-                        f"{'-' if s['form_acoustic_margin'] is None else s['form_acoustic_margin']}")
+                        f"{'templates' if s.get('form_template_check') else '-' if s['form_acoustic_margin'] is None else s['form_acoustic_margin']}")
         lines.append(f"| {s['mode']} | {s['list_size']} | {setting} | {s['wer']:.2%} | {s['b_wer']:.2%} | {s['u_wer']:.2%} | "
                      f"{'' if red is None else f'{-red:+.1%}'} | {'' if uch is None else f'{uch:+.1%}'} | "
                      f"{s['entity_recall']:.1%} | {s['rare_name_recall']:.1%} | {s['false_alarms_per_100_utts']} | "

@@ -407,7 +407,8 @@ def context_enroll_cmd(
     out: Path = typer.Option(..., "--out", help="Heard-forms file (JSON) to write; phrases it already holds are kept "
                              "and not enrolled again."),
     model: Optional[Path] = typer.Option(None, "--model", help="Device model directory (default: the bundled model)."),
-    threshold: float = typer.Option(0.7, "--threshold", help="Letter similarity a span needs to be rewritten."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="Letter similarity a span needs to be "
+                                              "rewritten (default: 0.5 with the template check, 0.7 without)."),
     min_entity_start: float = typer.Option(0.1, "--min-entity-start", help="Least P(an entity starts | the word "
                                            "before) for a rewrite (from MODEL/word_context.json)."),
     acoustic_margin: Optional[float] = typer.Option(None, "--acoustic-margin", help="Also check each rewrite "
@@ -425,17 +426,24 @@ def context_enroll_cmd(
                                                    "file heard in other conditions is enrolled again."),
     precision: str = typer.Option("auto", "--precision", help="Model variant to hear the phrases with (as "
                                   "transcribe; the forms serve either variant)."),
+    template_check: bool = typer.Option(True, "--template-check/--no-template-check", help="Let a rewrite stand only "
+                                        "if its phrase is the list's closest by the sound of its enrollment hearings "
+                                        "over the span (acoustic templates, kept in the file either way)."),
 ) -> None:
     """Speak each phrase with a few TTS voices inside carrier sentences, decode it with the
-    recognizer, and keep the words it hears (about 0.9 s a phrase on one core; once per list)."""
+    recognizer, and keep the words it hears and how they sounded to its encoder (about 0.9 s
+    a phrase on one core; once per list)."""
     from tqdm import tqdm
 
     from edgevoice.device import default_model_dir
     from edgevoice.device.context import ContextGraph
     from edgevoice.corpus.tts import Voice
-    from edgevoice.device.heard_forms import ENROLL_CONDITIONS, ENROLL_VOICES, HeardForms, WordContext, check_conditions, enroll
+    from edgevoice.device.heard_forms import (DEFAULT_TEMPLATE_CHECK_THRESHOLD, DEFAULT_THRESHOLD, ENROLL_CONDITIONS,
+                                              ENROLL_VOICES, HeardForms, WordContext, check_conditions, enroll)
     from edgevoice.text.normalize import normalize
 
+    if threshold is None:
+        threshold = DEFAULT_TEMPLATE_CHECK_THRESHOLD if template_check else DEFAULT_THRESHOLD
     try:
         voice_ids = tuple(Voice.parse(v).id for v in voices) if voices else ENROLL_VOICES
         condition_names = check_conditions(conditions) if conditions else ENROLL_CONDITIONS
@@ -445,6 +453,10 @@ def context_enroll_cmd(
         phrases = [normalize(p) for p, _ in ContextGraph.read_phrase_file(context)]
         known = HeardForms.load(out) if out.exists() else None
         stale = known is not None and not known.heard_with(recognizer.fingerprint, voice_ids, condition_names)
+        if known is not None and not stale and known.templates is None:
+            typer.echo(f"{out} has no acoustic templates (enrolled before they were kept): enrolling its "
+                       f"{len(known.forms)} phrase(s) again")
+            phrases, stale = list(known.forms) + phrases, True
         if stale:  # another model, other voices or conditions hear names differently: its phrases are heard again
             why = (f"enrolled with another model ({known.model or 'not recorded'})"
                    if known.model != recognizer.fingerprint else
@@ -453,13 +465,20 @@ def context_enroll_cmd(
             typer.echo(f"{out} was {why}: enrolling its {len(known.forms)} phrase(s) again with this model "
                        f"({recognizer.fingerprint}) in {', '.join(voice_ids)}; {', '.join(condition_names)}")
             phrases = list(known.forms) + phrases
+        templates = None if known is None or stale else known.templates
         known = {} if known is None or stale else known.forms
         todo = [p for p in dict.fromkeys(phrases) if p and p not in known]
         with tqdm(total=len(todo), desc="enrolling phrases", disable=not todo) as bar:
-            new = enroll(recognizer, todo, voices=voice_ids, progress=bar.update, conditions=condition_names)
+            new = enroll(recognizer, todo, voices=voice_ids, progress=bar.update, conditions=condition_names,
+                         templates=templates if templates is not None else True)
+        if templates is None:
+            templates = new.templates
+        elif new.templates is not None:
+            templates = templates.merged(new.templates)
         HeardForms({**known, **new.forms}, threshold, word_context=word_context,
                    min_entity_start=min_entity_start if word_context else 0.0, model=recognizer.fingerprint,
-                   acoustic_margin=acoustic_margin, voices=voice_ids, conditions=condition_names).save(out)
+                   acoustic_margin=acoustic_margin, voices=voice_ids, conditions=condition_names,
+                   templates=templates, template_check=template_check).save(out)
     except EdgevoiceError as exc:
         _fail(exc)
     typer.echo(f"{len(todo)} phrase(s) enrolled, {len(known)} already there: {out}")

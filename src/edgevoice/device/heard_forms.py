@@ -22,7 +22,10 @@ model's training text (`WordContext`): a span of everyday words only is rewritte
 the phrase was heard as exactly those words at least `min_common_count` times (a name heard
 as "the" must not turn every "the" into it), a span may not take an everyday word at
 either end that its form lacks, and a rewrite needs a word before it after which entities
-start often enough (`min_entity_start`: "call" yes, "can" no).
+start often enough (`min_entity_start`: "call" yes, "can" no). With 100 phrases letters alone
+often pick the wrong phrase for a span: enrollment also keeps how each hearing sounded to the
+encoder (edgevoice.device.acoustic_templates), and with `template_check` a rewrite stands only
+if its phrase is the list's closest by that sound over the span's frames.
 """
 
 from __future__ import annotations
@@ -35,6 +38,9 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
+from edgevoice.device.acoustic_templates import AcousticTemplates, slot_frames
 from edgevoice.errors import ConfigError
 
 CARRIERS = ("call {} please", "send a message to {} please")
@@ -58,9 +64,14 @@ NOISY_ENROLL_CONDITIONS = ("clean", "noise10", "room", "noise5+room")
 # What every forms file that does not record its conditions was heard in.
 FIRST_ENROLL_CONDITIONS = ("clean",)
 NOISE_KINDS = ("white", "pink", "brown", "hvac")
-DEFAULT_THRESHOLD = 0.7  # tuned on the biasing set's dev split (benchmarks/biasing_eval.py)
+DEFAULT_THRESHOLD = 0.7  # letters alone; tuned on the biasing set's dev split (benchmarks/biasing_eval.py)
+# With the acoustic-template check a looser letter match may propose a rewrite: dev chose 0.5
+# at 100 phrases (0.4 at 10; benchmarks/results/biasing_eval_templates.json).
+DEFAULT_TEMPLATE_CHECK_THRESHOLD = 0.5
 DEFAULT_MIN_ENTITY_START = 0.1  # with a WordContext; tuned likewise
 MIN_FORM_LETTERS = 3
+# Acoustic templates' projection: fitted on the hearings of a list's first phrases.
+TEMPLATE_FIT_PHRASES = 20
 
 
 def slot_words(carrier: str, hyp_words: list[str]) -> list[str]:
@@ -190,8 +201,12 @@ class HeardForms:
                  common_words: frozenset[str] = frozenset(), min_common_count: int = 2,
                  word_context: "WordContext | None" = None, min_entity_start: float = 0.0,
                  model: str | None = None, acoustic_margin: float | None = None,
-                 voices: tuple[str, ...] | None = None, conditions: tuple[str, ...] | None = None):
+                 voices: tuple[str, ...] | None = None, conditions: tuple[str, ...] | None = None,
+                 templates: "AcousticTemplates | None" = None, template_check: bool = False):
         _check_settings(threshold, min_entity_start, acoustic_margin)
+        if template_check and templates is None:
+            raise ConfigError("the template check needs acoustic templates: enroll the phrases again with "
+                              "`edgevoice context enroll` (it keeps them)")
         # The TTS voices the forms were heard in (None: not recorded, i.e. FIRST_ENROLL_VOICES,
         # the only choice then), and the acoustic conditions (None: clean only). Phrases
         # enrolled later must use the same ones.
@@ -202,6 +217,10 @@ class HeardForms:
         # the form, over the span's frames, by the transducer) than what was heard; None: letters
         # alone decide.
         self.acoustic_margin = acoustic_margin
+        # How each phrase sounded to the encoder at enrollment (edgevoice.device.acoustic_templates),
+        # and whether a rewrite must be the list's closest phrase by them over the span's frames.
+        self.templates = templates
+        self.template_check = bool(template_check)
         # The fingerprint of the recognizer that heard the forms (None: not recorded). Another
         # model mishears names differently, so its forms are stale for it.
         self.model = model
@@ -257,16 +276,21 @@ class HeardForms:
                 and self.enrolled_conditions == tuple(conditions))
 
     def with_threshold(self, threshold: float, min_entity_start: float | None = None,
-                       acoustic_margin: "float | None | str" = "same") -> "HeardForms":
+                       acoustic_margin: "float | None | str" = "same", template_check: bool | None = None) -> "HeardForms":
         """The same forms with other settings (the matching table is shared, not rebuilt)."""
         _check_settings(threshold, self.min_entity_start if min_entity_start is None else min_entity_start,
                         self.acoustic_margin if acoustic_margin == "same" else acoustic_margin)
+        if template_check and self.templates is None:
+            raise ConfigError("the template check needs acoustic templates: enroll the phrases again with "
+                              "`edgevoice context enroll` (it keeps them)")
         other = copy.copy(self)
         other.threshold = float(threshold)
         if min_entity_start is not None:
             other.min_entity_start = float(min_entity_start)
         if acoustic_margin != "same":
             other.acoustic_margin = acoustic_margin
+        if template_check is not None:
+            other.template_check = bool(template_check)
         other._restrictions = {}
         return other
 
@@ -282,7 +306,8 @@ class HeardForms:
             return known
         subset = HeardForms({p: self.forms[p] for p in key if p in self.forms}, self.threshold, self.common_words,
                             self.min_common_count, self.word_context, self.min_entity_start, self.model,
-                            self.acoustic_margin, self.voices, self.conditions)
+                            self.acoustic_margin, self.voices, self.conditions,
+                            self.templates.restricted(key) if self.templates is not None else None, self.template_check)
         heard = {form for _, form, _ in subset._targets}
         missing = sorted(p for p in key if p not in self.forms and p not in heard)
         if missing:
@@ -317,24 +342,30 @@ class HeardForms:
         found = []
         for q, (i, j) in enumerate(spans):
             row = scores[q]
-            k = int(row.argmax())
-            if row[k] >= self.threshold:
+            best = int(row.argmax())
+            if row[best] < self.threshold or len(queries[q]) < MIN_FORM_LETTERS:
+                continue
+            span = words[i:j]
+            # Names and device names follow "call", "to", "the"..., rarely "can" or "you".
+            if self.word_context is not None and \
+                    self.word_context.entity_start(words[i - 1] if i else None) < self.min_entity_start:
+                continue
+            # Without a check only the span's most similar form can win; with one, a refused
+            # form leaves the span to the next most similar phrase's.
+            ranked = [best] if verify is None else \
+                [best] + [int(k) for k in np.argsort(-row, kind="stable") if row[k] >= self.threshold and k != best]
+            for k in ranked:
                 phrase, form, count = self._targets[k]
-                if len(queries[q]) < MIN_FORM_LETTERS:
-                    continue
-                span = words[i:j]
-                # Names and device names follow "call", "to", "the"..., rarely "can" or "you".
-                if self.word_context is not None and \
-                        self.word_context.entity_start(words[i - 1] if i else None) < self.min_entity_start:
-                    continue
                 # Everyday words are rewritten only when the recognizer heard the phrase as
                 # exactly them, consistently; nor may a span reach out to take an everyday
                 # word at either end that its form does not have there.
                 if all(w in self.common_words for w in span) and not (
                         row[k] == 1.0 and (form == phrase or count >= self.min_common_count)):
-                    # not trusted, but the best reading of these words: no weaker match
-                    # overlapping them may rewrite them either
-                    found.append(Replacement(i, j, " ".join(span), None, float(row[k])))
+                    if k == best:
+                        # not trusted, but the best reading of these words: no weaker match
+                        # overlapping them may rewrite them either
+                        found.append(Replacement(i, j, " ".join(span), None, float(row[k])))
+                        break
                     continue
                 form_words = form.split()
                 if (span[0] in self.common_words and span[0] != form_words[0]) or \
@@ -344,7 +375,7 @@ class HeardForms:
                 phrase_words = phrase.split()
                 if len(span) < len(phrase_words) and all(w in phrase_words for w in span):
                     continue
-                found.append(Replacement(i, j, " ".join(words[i:j]), phrase, float(row[k]), form))
+                found.append(Replacement(i, j, " ".join(span), phrase, float(row[k]), form))
         # Most similar first; among equals the longer span (a whole name over a part of it).
         found.sort(key=lambda r: (-r.similarity, -(r.end - r.start), r.start))
         taken = [False] * len(words)
@@ -388,9 +419,10 @@ class HeardForms:
                 "voices": list(self.voices) if self.voices is not None else None,
                 "conditions": list(self.conditions) if self.conditions is not None else None, "threshold": self.threshold,
                 "min_common_count": self.min_common_count, "min_entity_start": self.min_entity_start,
-                "acoustic_margin": self.acoustic_margin,
+                "acoustic_margin": self.acoustic_margin, "template_check": self.template_check,
                 "common_words": sorted(self.common_words),
-                "word_context": self.word_context.to_dict() if self.word_context else None, "forms": self.forms}
+                "word_context": self.word_context.to_dict() if self.word_context else None, "forms": self.forms,
+                "templates": self.templates.to_dict() if self.templates is not None else None}
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -423,11 +455,14 @@ class HeardForms:
                 raise ConfigError(f"{path}: 'conditions': {exc}") from exc
         try:
             context = WordContext.from_dict(data["word_context"]) if data.get("word_context") else None
+            templates = AcousticTemplates.from_dict(data["templates"]) if data.get("templates") is not None else None
             return HeardForms(forms, threshold if threshold is not None else float(data.get("threshold", DEFAULT_THRESHOLD)),
                               frozenset(data.get("common_words", [])), int(data.get("min_common_count", 2)),
                               context, float(data.get("min_entity_start", 0.0)), data.get("model"),
                               None if data.get("acoustic_margin") is None else float(data["acoustic_margin"]), voices,
-                              conditions)
+                              conditions, templates, bool(data.get("template_check", False)))
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
         except (TypeError, ValueError, KeyError, AttributeError) as exc:
             raise ConfigError(f"{path}: bad heard-forms settings: {exc}") from exc
 
@@ -476,11 +511,14 @@ def hear_in(audio, condition: str, key: str):
 def enroll(recognizer, phrases, synthesizer=None, voices=ENROLL_VOICES, carriers=CARRIERS,
            word_context: WordContext | None = None, threshold: float = DEFAULT_THRESHOLD,
            min_entity_start: float = DEFAULT_MIN_ENTITY_START, progress=None,
-           conditions=ENROLL_CONDITIONS) -> HeardForms:
+           conditions=ENROLL_CONDITIONS, templates: "AcousticTemplates | bool" = True,
+           template_check: bool = False) -> HeardForms:
     """Hears each phrase as the recognizer does: synthesized by `voices` in each carrier
     sentence, heard in each acoustic condition (`hear_in`), decoded without biasing, the
     slot's words counted. `synthesizer`: an edgevoice.corpus.tts.Synthesizer (one is made
-    and closed here if not given)."""
+    and closed here if not given). `templates`: keep each hearing's encoder frames of the
+    phrase as acoustic templates (True: in a projection fitted on these hearings; an
+    AcousticTemplates: in its projection, so the result merges with it; False: none)."""
     from edgevoice.corpus.tts import Synthesizer, Voice
     from edgevoice.text.normalize import normalize
 
@@ -491,8 +529,14 @@ def enroll(recognizer, phrases, synthesizer=None, voices=ENROLL_VOICES, carriers
     own = synthesizer is None
     synthesizer = synthesizer or Synthesizer()
     forms: dict[str, dict[str, int]] = {}
+    # Until the projection is fitted, the hearings' frames wait here (bounded: it is fitted
+    # on the first TEMPLATE_FIT_PHRASES phrases' hearings).
+    projection = AcousticTemplates(templates.mean, templates.basis) if isinstance(templates, AcousticTemplates) else None
+    keep = templates is not False
+    waiting: list[tuple[str, np.ndarray]] = []
+    fit_frames: list[np.ndarray] = []
     try:
-        for phrase in phrases:
+        for n, phrase in enumerate(phrases):
             spoken = normalize(phrase)
             if not spoken:
                 raise ConfigError(f"bias phrase {phrase!r} has no words")
@@ -502,11 +546,29 @@ def enroll(recognizer, phrases, synthesizer=None, voices=ENROLL_VOICES, carriers
                     audio = synthesizer.synthesize(carrier.format(spoken), voice)
                     for condition in conditions:
                         heard_audio = hear_in(audio, condition, f"{spoken}|{voice.id}|{carrier}")
-                        hyp = recognizer.transcribe(heard_audio, biasing="none").text.split()
-                        form = " ".join(slot_words(carrier, hyp))
+                        stream = recognizer.create_stream(biasing="none")
+                        if keep:
+                            stream.hold_encoder_frames()
+                        stream.accept_waveform(16000, heard_audio)
+                        result = stream.finish()
+                        form = " ".join(slot_words(carrier, result.text.split()))
                         if form:
                             heard[form] += 1
+                        if keep:
+                            frames = stream.held_encoder_frames()
+                            span = slot_frames(carrier, result.words, recognizer.frame_seconds)
+                            if projection is None:
+                                fit_frames.append(frames)
+                            if span is not None:
+                                waiting.append((spoken, frames[span[0] : span[1]]))
             forms[spoken] = dict(heard)
+            if keep and projection is None and (n + 1 >= TEMPLATE_FIT_PHRASES or n + 1 == len(phrases)):
+                projection = AcousticTemplates.fit(np.concatenate(fit_frames))
+                fit_frames = []
+            if projection is not None:
+                for p, frames in waiting:
+                    projection.add(p, frames)
+                waiting = []
             if progress is not None:
                 progress(1)
     finally:
@@ -515,4 +577,5 @@ def enroll(recognizer, phrases, synthesizer=None, voices=ENROLL_VOICES, carriers
     return HeardForms(forms, threshold, word_context=word_context,
                       min_entity_start=min_entity_start if word_context is not None else 0.0,
                       model=getattr(recognizer, "fingerprint", None), voices=tuple(v.id for v in parsed),
-                      conditions=conditions)
+                      conditions=conditions, templates=projection if keep else None,
+                      template_check=template_check and keep)

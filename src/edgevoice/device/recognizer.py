@@ -32,6 +32,7 @@ from edgevoice.device.onnx_model import OnnxTransducer
 from edgevoice.device.search import BeamSearch, Hypothesis, LMFusion
 from edgevoice.device.token_lm import TokenNgramLM
 from edgevoice.device.span_score import SpanScorer
+from edgevoice.device.acoustic_templates import REGION_PAD, AcousticTemplates
 from edgevoice.errors import AudioError, ConfigError, ModelError
 from edgevoice.text.normalize import normalize
 from edgevoice.text.tokenizer import Tokenizer
@@ -281,13 +282,14 @@ class Stream:
         self._encoder_state = model.initial_encoder_state(1)
         self._bias = bias  # the neural biaser's memory of this stream's phrases (None: no list)
         self.heard_forms = heard_forms  # HeardForms applied to the final hypotheses
-        # The encoder frames, held for the heard forms' acoustic check (the last few minutes at
+        # The encoder frames, held for the heard forms' acoustic checks (the last few minutes at
         # most: an endless stream keeps bounded memory).
-        self._held_frames: collections.deque | None = \
-            collections.deque() if heard_forms is not None and heard_forms.acoustic_margin is not None else None
+        self._held_frames: collections.deque | None = collections.deque() if heard_forms is not None and (
+            heard_forms.acoustic_margin is not None or heard_forms.template_check) else None
         self._held_first = 0  # absolute index of the first held frame
         self._held_count = 0
         self._scorer: SpanScorer | None = None  # over the frames held when it was made
+        self._template_scores: dict[tuple, tuple] = {}  # (id(templates), first, end frame) -> (templates, distances)
         self._search = BeamSearch(model, recognizer.beam, context, bias, recognizer.lm_fusion)
         self._search.keep_trace = endpointer is not None
         self._resampler = None  # soxr.ResampleStream, made when a non-16 kHz rate arrives
@@ -538,11 +540,49 @@ class Stream:
         if heard_forms is not None:
             scorer = self._span_scorer() if heard_forms.acoustic_margin is not None else None
             for h, searched in zip(hyps, best):
-                verify = self._acoustic_check(scorer, searched, heard_forms.acoustic_margin) if scorer else None
+                checks = [self._acoustic_check(scorer, searched, heard_forms.acoustic_margin) if scorer else None,
+                          self._template_check(heard_forms.templates, searched) if heard_forms.template_check else None]
+                checks = [c for c in checks if c is not None]
+                verify = (lambda r, checks=checks: all(c(r) for c in checks)) if checks else None
                 words = heard_forms.rewrite_timed(h["words"], verify)
                 if words != h["words"]:
                     h["words"], h["text"] = words, " ".join(w["word"] for w in words)
         return hyps
+
+    def _template_check(self, templates: "AcousticTemplates", h: Hypothesis):
+        """verify(replacement) for the heard forms: is the rewrite's phrase the list's closest
+        by its acoustic templates over the span's frames (edgevoice.device.acoustic_templates)?
+        A phrase without templates (none of its hearings kept the carrier) is left to the letters."""
+        spans = self.recognizer.tokenizer.word_token_spans(h.tokens)
+        held = np.concatenate(self._held_frames) if self._held_frames else np.zeros((0, 0), np.float32)
+
+        def verify(r) -> bool:
+            if r.phrase not in templates:
+                return True
+            first, last = spans[r.start][0], spans[r.end - 1][1]
+            start, end = h.frames[first] - REGION_PAD, h.frames[last - 1] + 1 + REGION_PAD
+            if h.frames[first] < self._held_first:  # older than the frames held
+                return False
+            start, end = max(start, self._held_first), min(end, self._held_first + len(held))
+            # (the entry keeps the templates alive, so their id is not reused while it is cached)
+            key = (id(templates), start, end)
+            if key not in self._template_scores:
+                self._template_scores[key] = (templates, templates.scores(held[start - self._held_first : end - self._held_first]))
+            scores = self._template_scores[key][1]
+            return min(scores, key=scores.get) == r.phrase
+
+        return verify
+
+    def held_encoder_frames(self) -> np.ndarray:
+        """The encoder frames held so far ([n, J]; the first is frame `held_first_frame`)."""
+        if self._held_frames is None:
+            raise ConfigError("this stream holds no encoder frames: call hold_encoder_frames() before the audio")
+        return np.concatenate(self._held_frames) if self._held_frames else np.zeros((0, self.recognizer.model.joiner_dim),
+                                                                                   np.float32)
+
+    @property
+    def held_first_frame(self) -> int:
+        return self._held_first
 
     def _span_scorer(self) -> "SpanScorer | None":
         """Over the frames held so far; rebuilt only when more have come."""
@@ -568,7 +608,7 @@ class Stream:
         its encoder frames: `hold_encoder_frames`, or its own forms have a margin)."""
         if not self.finished:
             raise AudioError("rewrite_with() needs a finished stream")
-        if heard_forms.acoustic_margin is not None and self._held_frames is None:
+        if (heard_forms.acoustic_margin is not None or heard_forms.template_check) and self._held_frames is None:
             raise ConfigError("an acoustic check needs the encoder frames: call hold_encoder_frames() before the audio")
         return self._hypotheses(heard_forms)
 

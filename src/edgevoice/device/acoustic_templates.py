@@ -1,0 +1,235 @@
+"""Acoustic templates: how each bias phrase sounds to the recognizer's encoder.
+
+Heard forms find a name by the letters of the words the recognizer puts in its place; with
+100 phrases and more, the recognizer's words for everyday things resemble some phrase's
+forms, and a span's letters are often closest to the wrong phrase. The encoder frames of
+the enrollment hearings tell the phrases apart by sound instead (query by example): the
+span's frames are compared with every listed phrase's templates by subsequence dynamic time
+warping, and a rewrite stands only if its phrase is the closest of the list. On the biasing
+set's dev and test splits this let a much looser letter threshold through while cutting the
+wrong rewrites (benchmarks/biasing_eval.py; README).
+
+Each template is the stretch of encoder frames between the carrier words ("call" ...
+"please") of one hearing, unit-normalized, centred and projected onto a few principal
+directions of the enrollment's frames (the file keeps the projection, so phrases enrolled
+later land in the same space), normalized again and stored as int8. Numpy only (device side).
+"""
+
+from __future__ import annotations
+
+import base64
+import difflib
+
+import numpy as np
+
+from edgevoice.errors import ConfigError
+
+DIMS = 32  # projected dimensions: as good as all 320 on the biasing dev split, a tenth of the size
+# Frames around the span's emitted tokens that the span's sound may occupy (a transducer
+# emits a little after the sound, and a word's first token may come late).
+REGION_PAD = 4
+_BLOCK = 512  # templates compared at once (memory: block x length x region floats)
+_SCALE = 127.0  # int8 storage of unit vectors
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, np.float32)
+    return x / (np.linalg.norm(x, axis=-1, keepdims=True) + 1e-6)
+
+
+def _b64(a: np.ndarray) -> str:
+    return base64.b64encode(np.ascontiguousarray(a).tobytes()).decode("ascii")
+
+
+def _from_b64(text: str, dtype, shape: tuple, what: str) -> np.ndarray:
+    try:
+        raw = base64.b64decode(text.encode("ascii"), validate=True)
+        return np.frombuffer(raw, dtype).reshape(shape).copy()
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise ConfigError(f"acoustic templates: {what} is not {np.dtype(dtype).name} data of shape {shape}: {exc}") from exc
+
+
+def slot_frames(carrier: str, words: list[dict], frame_seconds: float) -> tuple[int, int] | None:
+    """The encoder frames [start, end) where the carrier's `{}` was spoken: from the end of the
+    last word heard as the carrier's prefix to the start of the first heard as its suffix
+    (word times as the recognizer gives them). None if either edge was not heard."""
+    before, _, after = carrier.partition("{}")
+    prefix, suffix = before.split(), after.split()
+    template = prefix + ["\0slot"] + suffix
+    heard = [w["word"] for w in words]
+    start = end = None
+    for block in difflib.SequenceMatcher(None, template, heard, autojunk=False).get_matching_blocks():
+        for k in range(block.size):
+            i, j = block.a + k, block.b + k
+            if prefix and i == len(prefix) - 1:
+                start = words[j]["end"]
+            if suffix and i == len(prefix) + 1 and end is None:
+                end = words[j]["start"]
+    if not prefix:
+        start = 0.0
+    if start is None or end is None:
+        return None
+    a, b = int(round(start / frame_seconds)), int(round(end / frame_seconds))
+    return (a, b) if b - a >= 3 else None
+
+
+class AcousticTemplates:
+    """Per phrase, the projected encoder frames of its enrollment hearings (int8 [m, dims] each)."""
+
+    def __init__(self, mean: np.ndarray, basis: np.ndarray, templates: dict[str, list[np.ndarray]] | None = None):
+        self.mean = np.asarray(mean, np.float32)  # [J]
+        self.basis = np.asarray(basis, np.float32)  # [J, dims]
+        if self.mean.ndim != 1 or self.basis.ndim != 2 or self.basis.shape[0] != self.mean.shape[0]:
+            raise ConfigError(f"acoustic templates: a projection of shape {self.basis.shape} does not fit a mean of "
+                              f"shape {self.mean.shape}")
+        self.templates: dict[str, list[np.ndarray]] = {p: list(t) for p, t in (templates or {}).items()}
+        self._stacked = None  # (phrases, phrase index per template, lengths, [K, M, dims] float32), built on first use
+        self._restrictions: dict[tuple, AcousticTemplates] = {}
+
+    @property
+    def input_dim(self) -> int:
+        return self.mean.shape[0]
+
+    @property
+    def dims(self) -> int:
+        return self.basis.shape[1]
+
+    @staticmethod
+    def fit(frames: np.ndarray, dims: int = DIMS) -> "AcousticTemplates":
+        """An empty set whose projection is the principal directions of these encoder frames."""
+        x = _unit(frames)
+        if x.ndim != 2 or len(x) < 2:
+            raise ConfigError("acoustic templates need at least two encoder frames to fit their projection")
+        mean = x.mean(axis=0)
+        _, _, vt = np.linalg.svd(x - mean, full_matrices=False)
+        return AcousticTemplates(mean, vt[: min(dims, len(vt))].T)
+
+    def project(self, frames: np.ndarray) -> np.ndarray:
+        """Encoder frames [n, J] -> unit vectors [n, dims] in the templates' space."""
+        frames = np.asarray(frames, np.float32)
+        if frames.ndim != 2 or frames.shape[1] != self.input_dim:
+            raise ConfigError(f"acoustic templates compare {self.input_dim}-dim encoder frames, got shape {frames.shape}: "
+                              "enroll the phrases again with this model")
+        return _unit((_unit(frames) - self.mean) @ self.basis)
+
+    def add(self, phrase: str, frames: np.ndarray) -> None:
+        """One hearing of `phrase`: its encoder frames [m, J]."""
+        q = np.clip(np.round(self.project(frames) * _SCALE), -127, 127).astype(np.int8)
+        self.templates.setdefault(phrase, []).append(q)
+        self._stacked = None
+        self._restrictions = {}
+
+    def merged(self, other: "AcousticTemplates") -> "AcousticTemplates":
+        """These templates and `other`'s (made with the same projection; `other` wins per phrase)."""
+        if other.basis.shape != self.basis.shape or not (np.array_equal(other.basis, self.basis)
+                                                         and np.array_equal(other.mean, self.mean)):
+            raise ConfigError("acoustic templates made with another projection cannot be merged: enroll them into "
+                              "the same file")
+        return AcousticTemplates(self.mean, self.basis, {**self.templates, **other.templates})
+
+    def restricted(self, phrases) -> "AcousticTemplates":
+        """The templates of these phrases only; the last few lists' are remembered, so a list
+        that comes back keeps its stacked templates (and a stream's cached distances)."""
+        key = tuple(dict.fromkeys(phrases))
+        known = self._restrictions.get(key)
+        if known is None:
+            known = AcousticTemplates(self.mean, self.basis, {p: self.templates[p] for p in key if p in self.templates})
+            if len(self._restrictions) >= 32:
+                self._restrictions.pop(next(iter(self._restrictions)))
+            self._restrictions[key] = known
+        return known
+
+    def __contains__(self, phrase: str) -> bool:
+        return bool(self.templates.get(phrase))
+
+    # ---- matching ---------------------------------------------------------------------
+
+    def _stack(self):
+        if self._stacked is None:
+            phrases = list(self.templates)
+            items = sorted(((len(t), i, t) for i, p in enumerate(phrases) for t in self.templates[p]), key=lambda x: x[0])
+            owner = np.array([i for _, i, _ in items], np.int64)
+            lengths = np.array([n for n, _, _ in items], np.int64)
+            longest = int(lengths.max()) if len(lengths) else 0
+            stacked = np.zeros((len(items), longest, self.dims), np.float32)
+            for k, (n, _, t) in enumerate(items):
+                stacked[k, :n] = t.astype(np.float32) / _SCALE
+            self._stacked = (phrases, owner, lengths, stacked)
+        return self._stacked
+
+    def scores(self, frames: np.ndarray) -> dict[str, float]:
+        """Each phrase's distance to this stretch of encoder frames [n, J]: the least mean
+        cosine distance per template frame of a subsequence alignment (each template frame
+        advances the stretch by 0, 1 or 2 frames; the alignment may start and end anywhere
+        in it), over the phrase's templates. Lower is closer."""
+        phrases, owner, lengths, stacked = self._stack()
+        if not phrases:
+            return {}
+        x = self.project(frames)
+        if not len(x):
+            return {p: float("inf") for p in phrases}
+        best = np.full(len(phrases), np.inf)
+        for lo in range(0, len(stacked), _BLOCK):
+            hi = min(lo + _BLOCK, len(stacked))
+            longest = int(lengths[hi - 1])  # sorted by length: a block is padded to its own longest only
+            per_template = subsequence_dtw(stacked[lo:hi, :longest], lengths[lo:hi], x)
+            np.minimum.at(best, owner[lo:hi], per_template)
+        return {p: float(best[i]) for i, p in enumerate(phrases)}
+
+    def closest(self, frames: np.ndarray) -> tuple[str | None, float]:
+        scores = self.scores(frames)
+        if not scores:
+            return None, float("inf")
+        phrase = min(scores, key=scores.get)
+        return phrase, scores[phrase]
+
+    # ---- storage ----------------------------------------------------------------------
+
+    def to_dict(self) -> dict:
+        return {"dims": self.dims, "input_dim": self.input_dim, "mean": _b64(self.mean), "basis": _b64(self.basis),
+                "phrases": {p: {"lengths": [len(t) for t in ts],
+                                "frames": _b64(np.concatenate(ts) if ts else np.zeros((0, self.dims), np.int8))}
+                            for p, ts in self.templates.items()}}
+
+    @staticmethod
+    def from_dict(d: dict) -> "AcousticTemplates":
+        if not isinstance(d, dict):
+            raise ConfigError("acoustic templates must be an object (made by `edgevoice context enroll`)")
+        try:
+            dims, input_dim = int(d["dims"]), int(d["input_dim"])
+            if dims <= 0 or input_dim <= 0:
+                raise ValueError("dims and input_dim must be positive")
+            mean = _from_b64(d["mean"], np.float32, (input_dim,), "the mean")
+            basis = _from_b64(d["basis"], np.float32, (input_dim, dims), "the projection")
+            templates = {}
+            for phrase, entry in d["phrases"].items():
+                lengths = [int(n) for n in entry["lengths"]]
+                if any(n <= 0 for n in lengths):
+                    raise ValueError(f"template lengths of {phrase!r} must be positive")
+                frames = _from_b64(entry["frames"], np.int8, (sum(lengths), dims), f"the frames of {phrase!r}")
+                templates[phrase] = np.split(frames, np.cumsum(lengths)[:-1]) if lengths else []
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ConfigError(f"bad acoustic templates: {exc}") from exc
+        return AcousticTemplates(mean, basis, templates)
+
+
+def subsequence_dtw(templates: np.ndarray, lengths: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """templates [K, M, D] (each padded after its length), x [n, D], all unit vectors ->
+    per template the least mean cosine distance of aligning all its frames to a stretch of x,
+    each template frame advancing x by 0, 1 or 2 frames."""
+    k, m, d = templates.shape
+    cost = 1.0 - (templates.reshape(k * m, d) @ x.T).reshape(k, m, len(x))  # [K, M, n]
+    out = np.full(len(templates), np.inf)
+    acc = cost[:, 0, :].copy()
+    done = lengths == 1
+    out[done] = acc[done].min(axis=1)
+    for i in range(1, templates.shape[1]):
+        prev = acc
+        step = prev.copy()
+        np.minimum(step[:, 1:], prev[:, :-1], out=step[:, 1:])
+        np.minimum(step[:, 2:], prev[:, :-2], out=step[:, 2:])
+        acc = cost[:, i, :] + step
+        done = lengths == i + 1
+        if done.any():
+            out[done] = acc[done].min(axis=1) / (i + 1)
+    return out

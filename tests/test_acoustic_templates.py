@@ -1,0 +1,174 @@
+"""Acoustic templates: the alignment equals a naive reference, a phrase's own hearing is
+closest to it, the templates survive a file round trip (and bad ones are named), and the
+template check turns a rewrite into the wrong phrase away."""
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import engines_or_fail
+from edgevoice.device.acoustic_templates import AcousticTemplates, slot_frames, subsequence_dtw
+from edgevoice.device.heard_forms import HeardForms, enroll
+from edgevoice.device.recognizer import Recognizer
+from edgevoice.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = ROOT / "models" / "default"
+
+
+def _unit(x):
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def _naive_alignment(template, x):
+    """Least mean cosine distance over every path in which each template frame moves 0, 1 or
+    2 frames along x, starting and ending anywhere: enumerated by recursion."""
+    cost = 1.0 - template @ x.T
+    m, n = cost.shape
+    best = np.inf
+    for start in range(n):
+        def walk(i, j):
+            if i == m - 1:
+                return cost[i, j]
+            return cost[i, j] + min(walk(i + 1, j + s) for s in (0, 1, 2) if j + s < n)
+        best = min(best, walk(0, start))
+    return best / m
+
+
+def test_the_batched_alignment_equals_a_naive_reference():
+    rng = np.random.default_rng(0)
+    x = _unit(rng.normal(size=(7, 5)).astype(np.float32))
+    lengths = np.array([1, 2, 4, 5])
+    templates = np.zeros((4, 5, 5), np.float32)
+    for k, m in enumerate(lengths):
+        templates[k, :m] = _unit(rng.normal(size=(m, 5)))
+    got = subsequence_dtw(templates, lengths, x)
+    want = [_naive_alignment(templates[k, :m], x) for k, m in enumerate(lengths)]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def _templates_with(rng, phrases, input_dim=16):
+    frames = rng.normal(size=(400, input_dim)).astype(np.float32)
+    templates = AcousticTemplates.fit(frames, dims=8)
+    sounds = {p: rng.normal(size=(12, input_dim)).astype(np.float32) for p in phrases}
+    for p, sound in sounds.items():
+        templates.add(p, sound)
+        templates.add(p, sound + 0.3 * rng.normal(size=sound.shape).astype(np.float32))  # a second voice
+    return templates, sounds
+
+
+def test_a_phrase_is_closest_to_its_own_sound_inside_an_utterance():
+    rng = np.random.default_rng(1)
+    templates, sounds = _templates_with(rng, ["tenzin", "kofi annan", "przemyslaw"])
+    for phrase, sound in sounds.items():
+        utterance = np.concatenate([rng.normal(size=(9, 16)), sound + 0.2 * rng.normal(size=sound.shape),
+                                    rng.normal(size=(6, 16))]).astype(np.float32)
+        scores = templates.scores(utterance)
+        assert set(scores) == set(sounds)
+        assert templates.closest(utterance)[0] == phrase
+        assert scores[phrase] < min(s for p, s in scores.items() if p != phrase) - 0.1
+    # restricted to other phrases, the sound is not claimed by its own name
+    others = templates.restricted(["kofi annan", "przemyslaw"])
+    assert set(others.scores(sounds["tenzin"])) == {"kofi annan", "przemyslaw"}
+    assert "tenzin" not in others and "tenzin" in templates
+
+
+def test_templates_round_trip_and_bad_ones_are_named():
+    rng = np.random.default_rng(2)
+    templates, sounds = _templates_with(rng, ["tenzin", "kofi annan"])
+    again = AcousticTemplates.from_dict(templates.to_dict())
+    assert again.dims == 8 and again.input_dim == 16
+    for p in sounds:
+        assert len(again.templates[p]) == 2
+        for a, b in zip(again.templates[p], templates.templates[p]):
+            np.testing.assert_array_equal(a, b)
+    utterance = sounds["kofi annan"]
+    assert again.scores(utterance) == pytest.approx(templates.scores(utterance))
+    bad = templates.to_dict()
+    bad["phrases"]["tenzin"]["frames"] = "not base64!"
+    with pytest.raises(ConfigError, match="frames of 'tenzin'"):
+        AcousticTemplates.from_dict(bad)
+    short = templates.to_dict()
+    short["phrases"]["tenzin"]["lengths"] = [12, 99]
+    with pytest.raises(ConfigError, match="tenzin"):
+        AcousticTemplates.from_dict(short)
+    with pytest.raises(ConfigError, match="bad acoustic templates"):
+        AcousticTemplates.from_dict({"dims": 8})
+    with pytest.raises(ConfigError, match="16-dim"):
+        templates.scores(np.zeros((5, 12), np.float32))
+    other = AcousticTemplates.fit(rng.normal(size=(50, 16)), dims=8)
+    with pytest.raises(ConfigError, match="another projection"):
+        templates.merged(other)
+    merged = templates.merged(AcousticTemplates(templates.mean, templates.basis, {"ana": [templates.templates["tenzin"][0]]}))
+    assert set(merged.templates) == {"tenzin", "kofi annan", "ana"}
+
+
+def test_the_slot_lies_between_the_carrier_words():
+    words = [{"word": "call", "start": 0.2, "end": 0.4}, {"word": "tems", "start": 0.6, "end": 0.8},
+             {"word": "in", "start": 0.8, "end": 0.9}, {"word": "please", "start": 1.2, "end": 1.4}]
+    assert slot_frames("call {} please", words, 0.04) == (10, 30)
+    assert slot_frames("call {} please", words[:3], 0.04) is None  # the suffix not heard
+    assert slot_frames("send a message to {} please", words, 0.04) is None
+
+
+def test_a_template_check_needs_templates_and_is_kept_in_the_file(tmp_path):
+    rng = np.random.default_rng(3)
+    templates, _ = _templates_with(rng, ["tenzin"])
+    with pytest.raises(ConfigError, match="needs acoustic templates"):
+        HeardForms({"tenzin": {"tems in": 2}}, 0.7, template_check=True)
+    with pytest.raises(ConfigError, match="needs acoustic templates"):
+        HeardForms({"tenzin": {"tems in": 2}}, 0.7).with_threshold(0.6, template_check=True)
+    forms = HeardForms({"tenzin": {"tems in": 2}}, 0.6, templates=templates, template_check=True)
+    forms.save(tmp_path / "f.json")
+    loaded = HeardForms.load(tmp_path / "f.json")
+    assert loaded.template_check and loaded.templates.input_dim == 16
+    assert loaded.with_threshold(0.7, template_check=False).template_check is False
+    assert loaded.restricted(["tenzin"]).templates.templates.keys() == {"tenzin"}
+    text = (tmp_path / "f.json").read_text().replace('"dims": 8', '"dims": 9')
+    (tmp_path / "g.json").write_text(text)
+    with pytest.raises(ConfigError, match="g.json"):
+        HeardForms.load(tmp_path / "g.json")
+
+
+def test_a_refused_rewrite_leaves_the_span_to_the_next_phrase():
+    forms = HeardForms({"tenzin": {"tems in": 2}, "tamsin": {"tam sin": 2}}, 0.6)
+    assert forms.rewrite("call temz in now")[0] == "call tenzin now"
+    refuse_tenzin = lambda r: r.phrase != "tenzin"  # noqa: E731
+    replaced = forms.matches("call temz in now".split(), refuse_tenzin)
+    assert [(r.start, r.end, r.phrase) for r in replaced] == [(1, 3, "tamsin")]
+    assert forms.matches("call temz in now".split(), lambda r: False) == []
+    # a form heard exactly as enrolled needs no check
+    assert [r.phrase for r in forms.matches("call tems in now".split(), lambda r: False)] == ["tenzin"]
+
+
+def test_the_template_check_turns_away_a_rewrite_into_the_wrong_phrase():
+    """Two names enrolled, then their heard forms swapped: by letters, each name as heard is
+    rewritten into the other; the templates know which name was said."""
+    engines_or_fail()
+    recognizer = Recognizer.load(MODEL)
+    voices = ("flite:kal16:p1.00:w1.00", "espeak:en-us+m1:p50:w1.00")
+    names = ["kofi annan", "przemyslaw"]
+    enrolled = enroll(recognizer, names, voices=voices, carriers=("call {} please",))
+    assert set(enrolled.templates.templates) == set(names)
+    assert all(1 <= len(t) <= 2 for t in enrolled.templates.templates.values())
+    # swapped, and each form given one more letter (a form heard exactly is rewritten unchecked)
+    swapped = {names[0]: {f + "s": n for f, n in enrolled.forms[names[1]].items()},
+               names[1]: {f + "s": n for f, n in enrolled.forms[names[0]].items()}}
+    from edgevoice.corpus.tts import Synthesizer, Voice
+    with Synthesizer() as synthesizer:
+        audio = synthesizer.synthesize("call kofi annan please", Voice.parse(voices[0]))
+    heard = recognizer.transcribe(audio).text
+    assert "kofi annan" not in heard  # the recognizer cannot spell it
+    letters = HeardForms(swapped, 0.7, templates=enrolled.templates)
+    checked = letters.with_threshold(0.7, template_check=True)
+    assert "przemyslaw" in recognizer.transcribe(audio, heard_forms=letters).text
+    assert "przemyslaw" not in recognizer.transcribe(audio, heard_forms=checked).text
+    # a stream can be rewritten again with the check, given its frames
+    stream = recognizer.create_stream(heard_forms=letters)
+    stream.hold_encoder_frames()
+    stream.accept_waveform(16000, audio)
+    assert "przemyslaw" in stream.finish().text
+    assert "przemyslaw" not in stream.rewrite_with(checked)[0]["text"]
+    assert list(itertools.islice(stream.held_encoder_frames().shape, 1))[0] > 0
