@@ -240,6 +240,11 @@ def main() -> None:
                          "letters alone; tried on dev")
     ap.add_argument("--template-check", type=int, choices=[0, 1], default=1,
                     help="also try the acoustic-template check of each rewrite on dev (1, the default) or not (0)")
+    ap.add_argument("--search-distances", nargs="+", default=["none", "0.4", "0.45", "0.5"],
+                    help="with the template check, the template search's largest accepted distance ('none': no "
+                         "search); tried on dev")
+    ap.add_argument("--search-margins", type=float, nargs="+", default=[0.02, 0.05],
+                    help="the template search's least distance margin over the next phrase, tried on dev")
     ap.add_argument("--form-weights", type=float, nargs="+", default=[0.25, 0.5],
                     help="shallow-fusion bonuses per token of heard forms tried on the dev split")
     ap.add_argument("--out", default=str(RESULTS / "biasing_eval"))
@@ -268,6 +273,8 @@ def main() -> None:
         conditions += [(m, n) for n in forms_sizes for m in form_modes]
     tuned: dict[tuple, dict] = {}
     margins = [None if m.lower() == "none" else float(m) for m in args.acoustic_margins]
+    searches = [None if d.lower() == "none" else float(d) for d in args.search_distances]
+    search_margins = args.search_margins
     for mode, size in conditions[1:]:
         if mode == "neural":  # nothing to tune; its dev WER lets it compete for the model's default
             rows, _ = run(recognizer, dev, mode, size)
@@ -294,21 +301,29 @@ def main() -> None:
             raw, _ = run(recognizer, dev, base_mode, size, weight, heard_forms, form_weight, rewrite=False)
             for threshold in args.thresholds:
                 for min_start in args.min_entity_starts:
-                    # the acoustic margin, or the template check (not both: a grid of its own)
-                    checks = [(m, False) for m in margins] + [(None, True)] * args.template_check
-                    for margin, template_check in checks:
-                        forms = heard_forms.with_threshold(threshold, min_start, margin, template_check)
+                    # the acoustic margin, or the template check with or without the template search
+                    # (not the margin with templates: a grid of its own)
+                    checks = [(m, False, None, None) for m in margins] + \
+                        [(None, True, d, m) for d in searches for m in (search_margins if d is not None else [None])] * \
+                        args.template_check
+                    for margin, template_check, search, search_margin in checks:
+                        forms = heard_forms.with_threshold(threshold, min_start, margin, template_check, search,
+                                                           search_margin)
                         rows = [dict(r, hyp=r["stream"].rewrite_with(forms.restricted(r["list"]))[0]["text"]) for r in raw]
-                        tried[(threshold, min_start, form_weight, margin, template_check)] = score(rows, common)["wer"]
+                        tried[(threshold, min_start, form_weight, margin, template_check, search, search_margin)] = \
+                            score(rows, common)["wer"]
             del raw  # the streams and their frames
         # ties: the stricter rewrite (a check before none, the smaller margin), then the smaller bonus
-        best = min(tried, key=lambda k: (tried[k], -k[0], -k[1], k[3] is None and not k[4], k[3] or 0, k[2]))
+        # (and no search before a search, the stricter search)
+        best = min(tried, key=lambda k: (tried[k], -k[0], -k[1], k[3] is None and not k[4], k[3] or 0, k[5] or 0,
+                                         -(k[6] or 0), k[2]))
         tuned[(mode, size)] = {"weight": weight, "threshold": best[0], "min_entity_start": best[1], "form_weight": best[2],
-                               "acoustic_margin": best[3], "template_check": best[4],
-                               "dev_wer_by_threshold_min_entity_start_form_weight_margin_template_check":
+                               "acoustic_margin": best[3], "template_check": best[4], "search_distance": best[5],
+                               "search_margin": best[6],
+                               "dev_wer_by_threshold_min_entity_start_form_weight_margin_template_check_search_margin":
                                    {" ".join(map(str, k)): v for k, v in tried.items()}}
-        print(f"dev: {mode} {size}: (threshold, min entity start, form weight, acoustic margin, template check) -> "
-              f"{best}, dev WER {tried[best]:.2%}", flush=True)
+        print(f"dev: {mode} {size}: (threshold, min entity start, form weight, acoustic margin, template check, "
+              f"search distance, search margin) -> {best}, dev WER {tried[best]:.2%}", flush=True)
     results, baseline = [], None
     for mode, size in conditions:
         t0 = time.time()
@@ -317,7 +332,8 @@ def main() -> None:
         if mode.endswith("+forms"):
             rows, timing = run(recognizer, items, mode.removesuffix("+forms"), size, weight,
                                heard_forms.with_threshold(setting["threshold"], setting["min_entity_start"],
-                                                          setting["acoustic_margin"], setting["template_check"]),
+                                                          setting["acoustic_margin"], setting["template_check"],
+                                                          setting["search_distance"], setting["search_margin"]),
                                setting["form_weight"])
         else:
             rows, timing = run(recognizer, items, mode, size, weight)
@@ -331,6 +347,7 @@ def main() -> None:
                  form_threshold=setting.get("threshold"), form_fusion_weight=setting.get("form_weight"),
                  form_min_entity_start=setting.get("min_entity_start"),
                  form_acoustic_margin=setting.get("acoustic_margin"), form_template_check=setting.get("template_check"),
+                 form_search_distance=setting.get("search_distance"), form_search_margin=setting.get("search_margin"),
                  dev_tuning=tuned.get((mode, size)), rtf=round(timing["rtf"], 4),
                  rtf_overhead_median=round(statistics.median(ratios) - 1, 4),
                  prepare_ms_median=timing["prepare_ms_median"])
@@ -369,7 +386,8 @@ def main() -> None:
              "+forms: the list's heard forms (edgevoice.device.heard_forms) join the fusion and rewrite the result; "
              "settings: fusion weight, then for +forms the form similarity threshold / least entity-start "
              "probability of the word before / form fusion weight / acoustic check (a margin: the transducer's; "
-             "templates: the phrase must be the list's closest by its acoustic templates; - : letters alone).", "",
+             "templates: the phrase must be the list's closest by its acoustic templates; - : letters alone; "
+             "+ search D / M: the template search where an entity may start, distance at most D, margin at least M).", "",
              "| biasing | list | settings | WER | B-WER | U-WER | B-WER change | U-WER change | entity recall | rare-name recall | "
              "false alarms /100 utts | RTF | RTF overhead |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for s in results:
@@ -378,7 +396,8 @@ def main() -> None:
         setting = "" if s["fusion_weight"] is None else str(s["fusion_weight"])
         if s.get("form_threshold") is not None:
             setting += (f" / {s['form_threshold']} / {s['form_min_entity_start']} / {s['form_fusion_weight']} / "
-                        f"{'templates' if s.get('form_template_check') else '-' if s['form_acoustic_margin'] is None else s['form_acoustic_margin']}")
+                        f"{'templates' if s.get('form_template_check') else '-' if s['form_acoustic_margin'] is None else s['form_acoustic_margin']}"
+                        f"{'' if s.get('form_search_distance') is None else ' + search ' + str(s['form_search_distance']) + ' / ' + str(s['form_search_margin'])}")
         lines.append(f"| {s['mode']} | {s['list_size']} | {setting} | {s['wer']:.2%} | {s['b_wer']:.2%} | {s['u_wer']:.2%} | "
                      f"{'' if red is None else f'{-red:+.1%}'} | {'' if uch is None else f'{uch:+.1%}'} | "
                      f"{s['entity_recall']:.1%} | {s['rare_name_recall']:.1%} | {s['false_alarms_per_100_utts']} | "

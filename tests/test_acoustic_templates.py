@@ -116,9 +116,9 @@ def test_the_slot_lies_between_the_carrier_words():
 def test_a_template_check_needs_templates_and_is_kept_in_the_file(tmp_path):
     rng = np.random.default_rng(3)
     templates, _ = _templates_with(rng, ["tenzin"])
-    with pytest.raises(ConfigError, match="needs acoustic templates"):
+    with pytest.raises(ConfigError, match="need acoustic templates"):
         HeardForms({"tenzin": {"tems in": 2}}, 0.7, template_check=True)
-    with pytest.raises(ConfigError, match="needs acoustic templates"):
+    with pytest.raises(ConfigError, match="need acoustic templates"):
         HeardForms({"tenzin": {"tems in": 2}}, 0.7).with_threshold(0.6, template_check=True)
     forms = HeardForms({"tenzin": {"tems in": 2}}, 0.6, templates=templates, template_check=True)
     forms.save(tmp_path / "f.json")
@@ -172,3 +172,37 @@ def test_the_template_check_turns_away_a_rewrite_into_the_wrong_phrase():
     assert "przemyslaw" in stream.finish().text
     assert "przemyslaw" not in stream.rewrite_with(checked)[0]["text"]
     assert list(itertools.islice(stream.held_encoder_frames().shape, 1))[0] > 0
+
+
+def test_the_template_search_finds_a_name_the_letters_miss(tmp_path):
+    """Where an entity may start ("call ..."), the search finds the listed phrase that sounds
+    like what follows, though no heard form's letters are close."""
+    engines_or_fail()
+    from edgevoice.corpus.tts import Synthesizer, Voice
+    from edgevoice.device.heard_forms import WordContext
+
+    recognizer = Recognizer.load(MODEL)
+    voices = ("flite:kal16:p1.00:w1.00", "espeak:en-us+m1:p50:w1.00")
+    names = ["kofi annan", "przemyslaw"]
+    enrolled = enroll(recognizer, names, voices=voices, carriers=("call {} please",))
+    context = WordContext.load(MODEL / "word_context.json")
+    # letters that can never match: only the search can rewrite
+    no_letters = HeardForms({p: {} for p in names}, 1.0, word_context=context, templates=enrolled.templates)
+    with pytest.raises(ConfigError, match="word context"):
+        HeardForms({p: {} for p in names}, 1.0, templates=enrolled.templates, search_distance=0.4)
+    with pytest.raises(ConfigError, match="search distance"):
+        no_letters.with_threshold(1.0, search_distance=3.0)
+    searching = no_letters.with_threshold(1.0, search_distance=0.45)
+    with Synthesizer() as synthesizer:
+        audio = synthesizer.synthesize("call przemyslaw please", Voice.parse(voices[0]))
+    assert "przemyslaw" not in recognizer.transcribe(audio, heard_forms=no_letters).text
+    found = recognizer.transcribe(audio, heard_forms=searching).text.split()
+    assert "przemyslaw" in found and found[0] == "call", found
+    # a distance nothing reaches finds nothing
+    assert "przemyslaw" not in recognizer.transcribe(audio, heard_forms=no_letters.with_threshold(
+        1.0, search_distance=0.01)).text
+    # the setting travels with the file
+    searching.save(tmp_path / "f.json")
+    loaded = HeardForms.load(tmp_path / "f.json")
+    assert (loaded.search_distance, loaded.search_margin) == (0.45, searching.search_margin)
+    assert recognizer.transcribe(audio, heard_forms=loaded).text.split() == found

@@ -429,6 +429,10 @@ def context_enroll_cmd(
     template_check: bool = typer.Option(True, "--template-check/--no-template-check", help="Let a rewrite stand only "
                                         "if its phrase is the list's closest by the sound of its enrollment hearings "
                                         "over the span (acoustic templates, kept in the file either way)."),
+    search_distance: Optional[float] = typer.Option(None, "--search-distance", help="Also search the templates "
+                                                    "where an entity may start (after \"call\", \"to\"...): the "
+                                                    "phrase that sounds closest replaces the words there if its "
+                                                    "distance is at most this (see the README; off by default)."),
 ) -> None:
     """Speak each phrase with a few TTS voices inside carrier sentences, decode it with the
     recognizer, and keep the words it hears and how they sounded to its encoder (about 0.9 s
@@ -478,7 +482,8 @@ def context_enroll_cmd(
         HeardForms({**known, **new.forms}, threshold, word_context=word_context,
                    min_entity_start=min_entity_start if word_context else 0.0, model=recognizer.fingerprint,
                    acoustic_margin=acoustic_margin, voices=voice_ids, conditions=condition_names,
-                   templates=templates, template_check=template_check).save(out)
+                   templates=templates, template_check=template_check,
+                   search_distance=search_distance).save(out)
     except EdgevoiceError as exc:
         _fail(exc)
     typer.echo(f"{len(todo)} phrase(s) enrolled, {len(known)} already there: {out}")

@@ -28,6 +28,10 @@ DIMS = 32  # projected dimensions: as good as all 320 on the biasing dev split, 
 # Frames around the span's emitted tokens that the span's sound may occupy (a transducer
 # emits a little after the sound, and a word's first token may come late).
 REGION_PAD = 4
+# The template search (HeardForms.search_distance) starts an alignment within this many frames
+# of a word after which an entity may start, and looks this far ahead (2.4 s).
+SEARCH_START_SLACK = 6
+SEARCH_FRAMES = 60
 _BLOCK = 512  # templates compared at once (memory: block x length x region floats)
 _SCALE = 127.0  # int8 storage of unit vectors
 
@@ -176,6 +180,28 @@ class AcousticTemplates:
             np.minimum.at(best, owner[lo:hi], per_template)
         return {p: float(best[i]) for i, p in enumerate(phrases)}
 
+    def search(self, frames: np.ndarray) -> tuple[str | None, float, float, int]:
+        """The phrase whose templates best align with a stretch that starts within the first
+        SEARCH_START_SLACK of these encoder frames [n, J] (a place where an entity may start):
+        (phrase, its distance, the next phrase's distance, the frame after the alignment's end)."""
+        phrases, owner, lengths, stacked = self._stack()
+        x = self.project(frames)
+        if not phrases or not len(x):
+            return None, float("inf"), float("inf"), 0
+        best = np.full(len(phrases), np.inf)
+        ends = np.zeros(len(phrases), np.int64)
+        for lo in range(0, len(stacked), _BLOCK):
+            hi = min(lo + _BLOCK, len(stacked))
+            dist, end = subsequence_dtw(stacked[lo:hi, : int(lengths[hi - 1])], lengths[lo:hi], x,
+                                        start_within=SEARCH_START_SLACK, with_ends=True)
+            for k in range(hi - lo):  # per phrase, the best template and where it ended
+                i = owner[lo + k]
+                if dist[k] < best[i]:
+                    best[i], ends[i] = dist[k], end[k]
+        order = np.argsort(best, kind="stable")
+        second = float(best[order[1]]) if len(order) > 1 else float("inf")
+        return phrases[order[0]], float(best[order[0]]), second, int(ends[order[0]]) + 1
+
     def closest(self, frames: np.ndarray) -> tuple[str | None, float]:
         scores = self.scores(frames)
         if not scores:
@@ -213,16 +239,23 @@ class AcousticTemplates:
         return AcousticTemplates(mean, basis, templates)
 
 
-def subsequence_dtw(templates: np.ndarray, lengths: np.ndarray, x: np.ndarray) -> np.ndarray:
+def subsequence_dtw(templates: np.ndarray, lengths: np.ndarray, x: np.ndarray, start_within: int | None = None,
+                    with_ends: bool = False):
     """templates [K, M, D] (each padded after its length), x [n, D], all unit vectors ->
     per template the least mean cosine distance of aligning all its frames to a stretch of x,
-    each template frame advancing x by 0, 1 or 2 frames."""
+    each template frame advancing x by 0, 1 or 2 frames; the stretch starts anywhere, or
+    within the first `start_within` frames. With `with_ends`, also the frame each best
+    alignment ends at."""
     k, m, d = templates.shape
     cost = 1.0 - (templates.reshape(k * m, d) @ x.T).reshape(k, m, len(x))  # [K, M, n]
     out = np.full(len(templates), np.inf)
+    ends = np.zeros(len(templates), np.int64)
     acc = cost[:, 0, :].copy()
+    if start_within is not None:
+        acc[:, start_within:] = np.inf
     done = lengths == 1
     out[done] = acc[done].min(axis=1)
+    ends[done] = acc[done].argmin(axis=1)
     for i in range(1, templates.shape[1]):
         prev = acc
         step = prev.copy()
@@ -232,4 +265,5 @@ def subsequence_dtw(templates: np.ndarray, lengths: np.ndarray, x: np.ndarray) -
         done = lengths == i + 1
         if done.any():
             out[done] = acc[done].min(axis=1) / (i + 1)
-    return out
+            ends[done] = acc[done].argmin(axis=1)
+    return (out, ends) if with_ends else out

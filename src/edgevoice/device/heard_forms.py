@@ -68,6 +68,11 @@ DEFAULT_THRESHOLD = 0.7  # letters alone; tuned on the biasing set's dev split (
 # With the acoustic-template check a looser letter match may propose a rewrite: dev chose 0.5
 # at 100 phrases (0.4 at 10; benchmarks/results/biasing_eval_templates.json).
 DEFAULT_TEMPLATE_CHECK_THRESHOLD = 0.5
+# The template search (HeardForms.search_matches): anchored where the word before makes an entity
+# at least this likely; an alignment may end this much before the next word's start.
+SEARCH_MIN_ENTITY_START = 0.2
+SEARCH_END_SLACK = 0.08
+DEFAULT_SEARCH_MARGIN = 0.02
 DEFAULT_MIN_ENTITY_START = 0.1  # with a WordContext; tuned likewise
 MIN_FORM_LETTERS = 3
 # Acoustic templates' projection: fitted on the hearings of a list's first phrases.
@@ -185,6 +190,18 @@ class Replacement:
     form: str = ""  # the phrase's heard form (or the phrase) the span matched
 
 
+def _check_template_settings(templates, word_context, template_check: bool, search_distance, search_margin) -> None:
+    if (template_check or search_distance is not None) and templates is None:
+        raise ConfigError("the template check and search need acoustic templates: enroll the phrases again with "
+                          "`edgevoice context enroll` (it keeps them)")
+    if search_distance is not None:
+        if word_context is None:
+            raise ConfigError("the template search needs the model's word context (where entities start)")
+        if not 0 < search_distance <= 2 or not 0 <= search_margin <= 2:
+            raise ConfigError(f"template search distance must be within (0, 2] and its margin within [0, 2], got "
+                              f"{search_distance} and {search_margin}")
+
+
 def _check_settings(threshold: float, min_entity_start: float, acoustic_margin: float | None) -> None:
     if not 0 < threshold <= 1:
         raise ConfigError(f"heard-form threshold must be within (0, 1], got {threshold}")
@@ -202,11 +219,10 @@ class HeardForms:
                  word_context: "WordContext | None" = None, min_entity_start: float = 0.0,
                  model: str | None = None, acoustic_margin: float | None = None,
                  voices: tuple[str, ...] | None = None, conditions: tuple[str, ...] | None = None,
-                 templates: "AcousticTemplates | None" = None, template_check: bool = False):
+                 templates: "AcousticTemplates | None" = None, template_check: bool = False,
+                 search_distance: float | None = None, search_margin: float = DEFAULT_SEARCH_MARGIN):
         _check_settings(threshold, min_entity_start, acoustic_margin)
-        if template_check and templates is None:
-            raise ConfigError("the template check needs acoustic templates: enroll the phrases again with "
-                              "`edgevoice context enroll` (it keeps them)")
+        _check_template_settings(templates, word_context, template_check, search_distance, search_margin)
         # The TTS voices the forms were heard in (None: not recorded, i.e. FIRST_ENROLL_VOICES,
         # the only choice then), and the acoustic conditions (None: clean only). Phrases
         # enrolled later must use the same ones.
@@ -221,6 +237,9 @@ class HeardForms:
         # and whether a rewrite must be the list's closest phrase by them over the span's frames.
         self.templates = templates
         self.template_check = bool(template_check)
+        # The template search (search_matches): off (None), or the largest distance it accepts.
+        self.search_distance = None if search_distance is None else float(search_distance)
+        self.search_margin = float(search_margin)
         # The fingerprint of the recognizer that heard the forms (None: not recorded). Another
         # model mishears names differently, so its forms are stale for it.
         self.model = model
@@ -276,13 +295,15 @@ class HeardForms:
                 and self.enrolled_conditions == tuple(conditions))
 
     def with_threshold(self, threshold: float, min_entity_start: float | None = None,
-                       acoustic_margin: "float | None | str" = "same", template_check: bool | None = None) -> "HeardForms":
+                       acoustic_margin: "float | None | str" = "same", template_check: bool | None = None,
+                       search_distance: "float | None | str" = "same", search_margin: float | None = None) -> "HeardForms":
         """The same forms with other settings (the matching table is shared, not rebuilt)."""
         _check_settings(threshold, self.min_entity_start if min_entity_start is None else min_entity_start,
                         self.acoustic_margin if acoustic_margin == "same" else acoustic_margin)
-        if template_check and self.templates is None:
-            raise ConfigError("the template check needs acoustic templates: enroll the phrases again with "
-                              "`edgevoice context enroll` (it keeps them)")
+        _check_template_settings(self.templates, self.word_context,
+                                 self.template_check if template_check is None else template_check,
+                                 self.search_distance if search_distance == "same" else search_distance,
+                                 self.search_margin if search_margin is None else search_margin)
         other = copy.copy(self)
         other.threshold = float(threshold)
         if min_entity_start is not None:
@@ -291,6 +312,10 @@ class HeardForms:
             other.acoustic_margin = acoustic_margin
         if template_check is not None:
             other.template_check = bool(template_check)
+        if search_distance != "same":
+            other.search_distance = None if search_distance is None else float(search_distance)
+        if search_margin is not None:
+            other.search_margin = float(search_margin)
         other._restrictions = {}
         return other
 
@@ -307,7 +332,8 @@ class HeardForms:
         subset = HeardForms({p: self.forms[p] for p in key if p in self.forms}, self.threshold, self.common_words,
                             self.min_common_count, self.word_context, self.min_entity_start, self.model,
                             self.acoustic_margin, self.voices, self.conditions,
-                            self.templates.restricted(key) if self.templates is not None else None, self.template_check)
+                            self.templates.restricted(key) if self.templates is not None else None, self.template_check,
+                            self.search_distance, self.search_margin)
         heard = {form for _, form, _ in subset._targets}
         missing = sorted(p for p in key if p not in self.forms and p not in heard)
         if missing:
@@ -399,10 +425,43 @@ class HeardForms:
             words[r.start : r.end] = r.phrase.split()
         return " ".join(words), replacements
 
-    def rewrite_timed(self, words: list[dict], verify=None) -> list[dict]:
+    def search_matches(self, words: list[dict], search, taken: list[bool]) -> list[Replacement]:
+        """The template search: at each word after which an entity may start (P at least
+        SEARCH_MIN_ENTITY_START), `search(start_seconds)` -> (phrase, distance, next phrase's
+        distance, end_seconds) finds the listed phrase that best sounds like what begins
+        there; it replaces the words up to the alignment's end if its distance is at most
+        `search_distance` and at least `search_margin` below the next phrase's. Spans already
+        `taken` (by the letters' rewrites) are left alone."""
+        found = []
+        for i, w in enumerate(words):
+            if taken[i] or self.word_context.entity_start(words[i - 1]["word"] if i else None) < SEARCH_MIN_ENTITY_START:
+                continue
+            phrase, distance, second, end = search(w["start"])
+            if phrase is None or distance > self.search_distance or second - distance < self.search_margin:
+                continue
+            j = i + 1
+            while j < len(words) and words[j]["start"] < end - SEARCH_END_SLACK:
+                j += 1
+            heard = " ".join(x["word"] for x in words[i:j])
+            if heard != phrase and not any(taken[i:j]):
+                found.append(Replacement(i, j, heard, phrase, 1.0 - distance, "(sound)"))
+        chosen = []
+        for r in sorted(found, key=lambda r: -r.similarity):
+            if not any(taken[r.start : r.end]):
+                taken[r.start : r.end] = [True] * (r.end - r.start)
+                chosen.append(r)
+        return chosen
+
+    def rewrite_timed(self, words: list[dict], verify=None, search=None) -> list[dict]:
         """Rewrites a hypothesis given as timed words ({word, start, end, ...}): each replaced
-        span becomes the phrase's words, sharing the span's time evenly."""
+        span becomes the phrase's words, sharing the span's time evenly. `search`: the
+        template search's scorer (see search_matches), used if `search_distance` is set."""
         replacements = self.matches([w["word"] for w in words], verify)
+        if search is not None and self.search_distance is not None:
+            taken = [False] * len(words)
+            for r in replacements:
+                taken[r.start : r.end] = [True] * (r.end - r.start)
+            replacements = sorted(replacements + self.search_matches(words, search, taken), key=lambda r: r.start)
         out = [dict(w) for w in words]
         for r in reversed(replacements):
             start, end = out[r.start]["start"], out[r.end - 1]["end"]
@@ -420,6 +479,7 @@ class HeardForms:
                 "conditions": list(self.conditions) if self.conditions is not None else None, "threshold": self.threshold,
                 "min_common_count": self.min_common_count, "min_entity_start": self.min_entity_start,
                 "acoustic_margin": self.acoustic_margin, "template_check": self.template_check,
+                "search_distance": self.search_distance, "search_margin": self.search_margin,
                 "common_words": sorted(self.common_words),
                 "word_context": self.word_context.to_dict() if self.word_context else None, "forms": self.forms,
                 "templates": self.templates.to_dict() if self.templates is not None else None}
@@ -460,7 +520,9 @@ class HeardForms:
                               frozenset(data.get("common_words", [])), int(data.get("min_common_count", 2)),
                               context, float(data.get("min_entity_start", 0.0)), data.get("model"),
                               None if data.get("acoustic_margin") is None else float(data["acoustic_margin"]), voices,
-                              conditions, templates, bool(data.get("template_check", False)))
+                              conditions, templates, bool(data.get("template_check", False)),
+                              None if data.get("search_distance") is None else float(data["search_distance"]),
+                              float(data.get("search_margin", DEFAULT_SEARCH_MARGIN)))
         except ConfigError as exc:
             raise ConfigError(f"{path}: {exc}") from exc
         except (TypeError, ValueError, KeyError, AttributeError) as exc:

@@ -32,7 +32,7 @@ from edgevoice.device.onnx_model import OnnxTransducer
 from edgevoice.device.search import BeamSearch, Hypothesis, LMFusion
 from edgevoice.device.token_lm import TokenNgramLM
 from edgevoice.device.span_score import SpanScorer
-from edgevoice.device.acoustic_templates import REGION_PAD, AcousticTemplates
+from edgevoice.device.acoustic_templates import REGION_PAD, SEARCH_FRAMES, SEARCH_START_SLACK, AcousticTemplates
 from edgevoice.errors import AudioError, ConfigError, ModelError
 from edgevoice.text.normalize import normalize
 from edgevoice.text.tokenizer import Tokenizer
@@ -285,7 +285,8 @@ class Stream:
         # The encoder frames, held for the heard forms' acoustic checks (the last few minutes at
         # most: an endless stream keeps bounded memory).
         self._held_frames: collections.deque | None = collections.deque() if heard_forms is not None and (
-            heard_forms.acoustic_margin is not None or heard_forms.template_check) else None
+            heard_forms.acoustic_margin is not None or heard_forms.template_check
+            or heard_forms.search_distance is not None) else None
         self._held_first = 0  # absolute index of the first held frame
         self._held_count = 0
         self._scorer: SpanScorer | None = None  # over the frames held when it was made
@@ -544,7 +545,8 @@ class Stream:
                           self._template_check(heard_forms.templates, searched) if heard_forms.template_check else None]
                 checks = [c for c in checks if c is not None]
                 verify = (lambda r, checks=checks: all(c(r) for c in checks)) if checks else None
-                words = heard_forms.rewrite_timed(h["words"], verify)
+                search = self._template_search(heard_forms.templates) if heard_forms.search_distance is not None else None
+                words = heard_forms.rewrite_timed(h["words"], verify, search)
                 if words != h["words"]:
                     h["words"], h["text"] = words, " ".join(w["word"] for w in words)
         return hyps
@@ -572,6 +574,23 @@ class Stream:
             return min(scores, key=scores.get) == r.phrase
 
         return verify
+
+    def _template_search(self, templates: "AcousticTemplates"):
+        """search(start_seconds) for the heard forms' template search: the listed phrase that
+        best sounds like what begins at that time (edgevoice.device.acoustic_templates)."""
+        fs = self.recognizer.frame_seconds
+        held = np.concatenate(self._held_frames) if self._held_frames else np.zeros((0, 0), np.float32)
+
+        def search(start: float):
+            first = max(int(round(start / fs)) - SEARCH_START_SLACK // 2, self._held_first)
+            key = (id(templates), "search", first)
+            if key not in self._template_scores:
+                frames = held[first - self._held_first : first - self._held_first + SEARCH_FRAMES]
+                self._template_scores[key] = (templates, templates.search(frames) if len(frames) else (None, np.inf, np.inf, 0))
+            phrase, distance, second, end = self._template_scores[key][1]
+            return phrase, distance, second, (first + end) * fs
+
+        return search
 
     def held_encoder_frames(self) -> np.ndarray:
         """The encoder frames held so far ([n, J]; the first is frame `held_first_frame`)."""
@@ -608,7 +627,8 @@ class Stream:
         its encoder frames: `hold_encoder_frames`, or its own forms have a margin)."""
         if not self.finished:
             raise AudioError("rewrite_with() needs a finished stream")
-        if (heard_forms.acoustic_margin is not None or heard_forms.template_check) and self._held_frames is None:
+        if (heard_forms.acoustic_margin is not None or heard_forms.template_check
+                or heard_forms.search_distance is not None) and self._held_frames is None:
             raise ConfigError("an acoustic check needs the encoder frames: call hold_encoder_frames() before the audio")
         return self._hypotheses(heard_forms)
 
