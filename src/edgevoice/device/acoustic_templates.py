@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import difflib
+import itertools
 
 import numpy as np
 
@@ -34,6 +35,9 @@ SEARCH_START_SLACK = 6
 SEARCH_FRAMES = 60
 _BLOCK = 512  # templates compared at once (memory: block x length x region floats)
 _SCALE = 127.0  # int8 storage of unit vectors
+# A hearing whose carrier edges were misheard can give a slot many seconds long: not a template.
+MAX_TEMPLATE_FRAMES = 100
+_SERIALS = itertools.count()
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -74,7 +78,7 @@ def slot_frames(carrier: str, words: list[dict], frame_seconds: float) -> tuple[
     if start is None or end is None:
         return None
     a, b = int(round(start / frame_seconds)), int(round(end / frame_seconds))
-    return (a, b) if b - a >= 3 else None
+    return (a, b) if 3 <= b - a <= MAX_TEMPLATE_FRAMES else None
 
 
 class AcousticTemplates:
@@ -87,7 +91,9 @@ class AcousticTemplates:
             raise ConfigError(f"acoustic templates: a projection of shape {self.basis.shape} does not fit a mean of "
                               f"shape {self.mean.shape}")
         self.templates: dict[str, list[np.ndarray]] = {p: list(t) for p, t in (templates or {}).items()}
-        self._stacked = None  # (phrases, phrase index per template, lengths, [K, M, dims] float32), built on first use
+        self._stacked = None  # built on first use (_stack)
+        # A serial no other instance shares (a stream caches distances by it without keeping the templates alive).
+        self.serial = next(_SERIALS)
         self._restrictions: dict[tuple, AcousticTemplates] = {}
 
     @property
@@ -149,16 +155,20 @@ class AcousticTemplates:
     # ---- matching ---------------------------------------------------------------------
 
     def _stack(self):
+        """(phrases, per block: owner phrase index, lengths, [B, its longest, dims] float32): the
+        templates sorted by length, so a block is padded to its own longest only."""
         if self._stacked is None:
             phrases = list(self.templates)
             items = sorted(((len(t), i, t) for i, p in enumerate(phrases) for t in self.templates[p]), key=lambda x: x[0])
-            owner = np.array([i for _, i, _ in items], np.int64)
-            lengths = np.array([n for n, _, _ in items], np.int64)
-            longest = int(lengths.max()) if len(lengths) else 0
-            stacked = np.zeros((len(items), longest, self.dims), np.float32)
-            for k, (n, _, t) in enumerate(items):
-                stacked[k, :n] = t.astype(np.float32) / _SCALE
-            self._stacked = (phrases, owner, lengths, stacked)
+            blocks = []
+            for lo in range(0, len(items), _BLOCK):
+                chunk = items[lo : lo + _BLOCK]
+                stacked = np.zeros((len(chunk), chunk[-1][0], self.dims), np.float32)
+                for k, (n, _, t) in enumerate(chunk):
+                    stacked[k, :n] = t.astype(np.float32) / _SCALE
+                blocks.append((np.array([i for _, i, _ in chunk], np.int64), np.array([n for n, _, _ in chunk], np.int64),
+                               stacked))
+            self._stacked = (phrases, blocks)
         return self._stacked
 
     def scores(self, frames: np.ndarray) -> dict[str, float]:
@@ -166,36 +176,31 @@ class AcousticTemplates:
         cosine distance per template frame of a subsequence alignment (each template frame
         advances the stretch by 0, 1 or 2 frames; the alignment may start and end anywhere
         in it), over the phrase's templates. Lower is closer."""
-        phrases, owner, lengths, stacked = self._stack()
+        phrases, blocks = self._stack()
         if not phrases:
             return {}
         x = self.project(frames)
         if not len(x):
             return {p: float("inf") for p in phrases}
         best = np.full(len(phrases), np.inf)
-        for lo in range(0, len(stacked), _BLOCK):
-            hi = min(lo + _BLOCK, len(stacked))
-            longest = int(lengths[hi - 1])  # sorted by length: a block is padded to its own longest only
-            per_template = subsequence_dtw(stacked[lo:hi, :longest], lengths[lo:hi], x)
-            np.minimum.at(best, owner[lo:hi], per_template)
+        for owner, lengths, stacked in blocks:
+            np.minimum.at(best, owner, subsequence_dtw(stacked, lengths, x))
         return {p: float(best[i]) for i, p in enumerate(phrases)}
 
     def search(self, frames: np.ndarray) -> tuple[str | None, float, float, int]:
         """The phrase whose templates best align with a stretch that starts within the first
         SEARCH_START_SLACK of these encoder frames [n, J] (a place where an entity may start):
         (phrase, its distance, the next phrase's distance, the frame after the alignment's end)."""
-        phrases, owner, lengths, stacked = self._stack()
+        phrases, blocks = self._stack()
         x = self.project(frames)
         if not phrases or not len(x):
             return None, float("inf"), float("inf"), 0
         best = np.full(len(phrases), np.inf)
         ends = np.zeros(len(phrases), np.int64)
-        for lo in range(0, len(stacked), _BLOCK):
-            hi = min(lo + _BLOCK, len(stacked))
-            dist, end = subsequence_dtw(stacked[lo:hi, : int(lengths[hi - 1])], lengths[lo:hi], x,
-                                        start_within=SEARCH_START_SLACK, with_ends=True)
-            for k in range(hi - lo):  # per phrase, the best template and where it ended
-                i = owner[lo + k]
+        for owner, lengths, stacked in blocks:
+            dist, end = subsequence_dtw(stacked, lengths, x, start_within=SEARCH_START_SLACK, with_ends=True)
+            for k in range(len(owner)):  # per phrase, the best template and where it ended
+                i = owner[k]
                 if dist[k] < best[i]:
                     best[i], ends[i] = dist[k], end[k]
         order = np.argsort(best, kind="stable")

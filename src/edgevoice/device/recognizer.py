@@ -290,7 +290,7 @@ class Stream:
         self._held_first = 0  # absolute index of the first held frame
         self._held_count = 0
         self._scorer: SpanScorer | None = None  # over the frames held when it was made
-        self._template_scores: dict[tuple, tuple] = {}  # (id(templates), first, end frame) -> (templates, distances)
+        self._template_scores: dict[tuple, object] = {}  # (templates' serial, frames) -> distances / search result
         self._search = BeamSearch(model, recognizer.beam, context, bias, recognizer.lm_fusion)
         self._search.keep_trace = endpointer is not None
         self._resampler = None  # soxr.ResampleStream, made when a non-16 kHz rate arrives
@@ -566,11 +566,10 @@ class Stream:
             if h.frames[first] < self._held_first:  # older than the frames held
                 return False
             start, end = max(start, self._held_first), min(end, self._held_first + len(held))
-            # (the entry keeps the templates alive, so their id is not reused while it is cached)
-            key = (id(templates), start, end)
+            key = (templates.serial, start, end)
             if key not in self._template_scores:
-                self._template_scores[key] = (templates, templates.scores(held[start - self._held_first : end - self._held_first]))
-            scores = self._template_scores[key][1]
+                self._template_scores[key] = templates.scores(held[start - self._held_first : end - self._held_first])
+            scores = self._template_scores[key]
             return min(scores, key=scores.get) == r.phrase
 
         return verify
@@ -583,11 +582,11 @@ class Stream:
 
         def search(start: float):
             first = max(int(round(start / fs)) - SEARCH_START_SLACK // 2, self._held_first)
-            key = (id(templates), "search", first)
+            key = (templates.serial, "search", first)
             if key not in self._template_scores:
                 frames = held[first - self._held_first : first - self._held_first + SEARCH_FRAMES]
-                self._template_scores[key] = (templates, templates.search(frames) if len(frames) else (None, np.inf, np.inf, 0))
-            phrase, distance, second, end = self._template_scores[key][1]
+                self._template_scores[key] = templates.search(frames) if len(frames) else (None, np.inf, np.inf, 0)
+            phrase, distance, second, end = self._template_scores[key]
             return phrase, distance, second, (first + end) * fs
 
         return search
