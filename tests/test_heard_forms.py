@@ -227,6 +227,7 @@ def test_cli_enrolls_a_list_and_transcribes_with_it(tmp_path):
     assert set(data["forms"]) == {"chaz"} and data["word_context"]["common_words"]
     assert set(data["templates"]["phrases"]) == {"chaz"} and data["template_check"] is True
     assert data["threshold"] == 0.5  # the template check lets a looser letter match propose a rewrite
+    assert (data["search_distance"], data["search_margin"]) == (0.5, 0.05)  # and the search is on
     again = subprocess.run(cli + ["context", "enroll", str(phrases), "--out", str(out), "--acoustic-margin", "3"],
                            capture_output=True, text=True)
     assert "0 phrase(s) enrolled, 1 already there" in again.stdout
@@ -242,13 +243,13 @@ def test_cli_enrolls_a_list_and_transcribes_with_it(tmp_path):
     assert set(data["forms"]) == {"chaz", "kitchen lights"} and data["model"] == Recognizer.load(MODEL).fingerprint
     assert set(data["templates"]["phrases"]) == {"chaz", "kitchen lights"}
     # a file from before templates were kept is heard again; --no-template-check keeps them but does not check
-    out.write_text(json.dumps({**data, "templates": None, "template_check": False}))
+    out.write_text(json.dumps({**data, "templates": None, "template_check": False, "search_distance": None}))
     old = subprocess.run(cli + ["context", "enroll", str(phrases), "--out", str(out), "--no-template-check"],
                          capture_output=True, text=True)
     assert "has no acoustic templates" in old.stdout and "2 phrase(s) enrolled" in old.stdout, old.stderr
     data = json.loads(out.read_text())
     assert set(data["templates"]["phrases"]) == {"chaz", "kitchen lights"} and data["template_check"] is False
-    assert data["threshold"] == 0.7
+    assert data["threshold"] == 0.7 and data["search_distance"] is None  # no check, no search
     # force a form the bundled sample contains, and see the rewrite come out of `transcribe`
     data["forms"]["chaz"] = {"jazz": 3}
     out.write_text(json.dumps(data))

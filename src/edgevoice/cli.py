@@ -429,10 +429,10 @@ def context_enroll_cmd(
     template_check: bool = typer.Option(True, "--template-check/--no-template-check", help="Let a rewrite stand only "
                                         "if its phrase is the list's closest by the sound of its enrollment hearings "
                                         "over the span (acoustic templates, kept in the file either way)."),
-    search_distance: Optional[float] = typer.Option(None, "--search-distance", help="Also search the templates "
-                                                    "where an entity may start (after \"call\", \"to\"...): the "
-                                                    "phrase that sounds closest replaces the words there if its "
-                                                    "distance is at most this (see the README; off by default)."),
+    search_distance: float = typer.Option(0.5, "--search-distance", help="With the template check, also search the "
+                                          "templates where an entity may start (after \"call\", \"to\"...): the "
+                                          "phrase that sounds closest replaces the words there if its distance is at "
+                                          "most this (0: no search; see the README)."),
 ) -> None:
     """Speak each phrase with a few TTS voices inside carrier sentences, decode it with the
     recognizer, and keep the words it hears and how they sounded to its encoder (about 0.9 s
@@ -442,7 +442,8 @@ def context_enroll_cmd(
     from edgevoice.device import default_model_dir
     from edgevoice.device.context import ContextGraph
     from edgevoice.corpus.tts import Voice
-    from edgevoice.device.heard_forms import (DEFAULT_TEMPLATE_CHECK_THRESHOLD, DEFAULT_THRESHOLD, ENROLL_CONDITIONS,
+    from edgevoice.device.heard_forms import (DEFAULT_SEARCH_MARGIN, DEFAULT_TEMPLATE_CHECK_THRESHOLD, DEFAULT_THRESHOLD,
+                                              ENROLL_CONDITIONS,
                                               ENROLL_VOICES, HeardForms, WordContext, check_conditions, enroll)
     from edgevoice.text.normalize import normalize
 
@@ -483,7 +484,8 @@ def context_enroll_cmd(
                    min_entity_start=min_entity_start if word_context else 0.0, model=recognizer.fingerprint,
                    acoustic_margin=acoustic_margin, voices=voice_ids, conditions=condition_names,
                    templates=templates, template_check=template_check,
-                   search_distance=search_distance).save(out)
+                   search_distance=search_distance if template_check and search_distance > 0 and word_context else None,
+                   search_margin=DEFAULT_SEARCH_MARGIN).save(out)
     except EdgevoiceError as exc:
         _fail(exc)
     typer.echo(f"{len(todo)} phrase(s) enrolled, {len(known)} already there: {out}")

@@ -72,7 +72,7 @@ DEFAULT_TEMPLATE_CHECK_THRESHOLD = 0.5
 # at least this likely; an alignment may end this much before the next word's start.
 SEARCH_MIN_ENTITY_START = 0.2
 SEARCH_END_SLACK = 0.08
-DEFAULT_SEARCH_MARGIN = 0.02
+DEFAULT_SEARCH_MARGIN = 0.05  # dev's choice at 10 and 100 phrases (benchmarks/results/biasing_eval_search*.json)
 DEFAULT_MIN_ENTITY_START = 0.1  # with a WordContext; tuned likewise
 MIN_FORM_LETTERS = 3
 # Acoustic templates' projection: fitted on the hearings of a list's first phrases.
