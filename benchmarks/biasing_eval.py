@@ -303,9 +303,9 @@ def main() -> None:
                 for min_start in args.min_entity_starts:
                     # the acoustic margin, or the template check with or without the template search
                     # (not the margin with templates: a grid of its own)
-                    checks = [(m, False, None, None) for m in margins] + \
-                        [(None, True, d, m) for d in searches for m in (search_margins if d is not None else [None])] * \
-                        args.template_check
+                    checks = [(m, False, None, None) for m in margins]
+                    if args.template_check:
+                        checks += [(None, True, d, m) for d in searches for m in (search_margins if d is not None else [None])]
                     for margin, template_check, search, search_margin in checks:
                         forms = heard_forms.with_threshold(threshold, min_start, margin, template_check, search,
                                                            search_margin)

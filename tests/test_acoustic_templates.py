@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from conftest import engines_or_fail
-from edgevoice.device.acoustic_templates import AcousticTemplates, slot_frames, subsequence_dtw
-from edgevoice.device.heard_forms import HeardForms, enroll
+from edgevoice.device.acoustic_templates import AcousticTemplates, subsequence_dtw
+from edgevoice.device.heard_forms import HeardForms, enroll, slot_frames
 from edgevoice.device.recognizer import Recognizer
 from edgevoice.errors import ConfigError
 

@@ -443,8 +443,8 @@ def context_enroll_cmd(
     from edgevoice.device.context import ContextGraph
     from edgevoice.corpus.tts import Voice
     from edgevoice.device.heard_forms import (DEFAULT_SEARCH_MARGIN, DEFAULT_TEMPLATE_CHECK_THRESHOLD, DEFAULT_THRESHOLD,
-                                              ENROLL_CONDITIONS,
-                                              ENROLL_VOICES, HeardForms, WordContext, check_conditions, enroll)
+                                              ENROLL_CONDITIONS, ENROLL_VOICES, HeardForms, WordContext,
+                                              check_conditions, enroll)
     from edgevoice.text.normalize import normalize
 
     if threshold is None:

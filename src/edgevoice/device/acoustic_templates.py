@@ -18,7 +18,6 @@ later land in the same space), normalized again and stored as int8. Numpy only (
 from __future__ import annotations
 
 import base64
-import difflib
 import itertools
 
 import numpy as np
@@ -55,30 +54,6 @@ def _from_b64(text: str, dtype, shape: tuple, what: str) -> np.ndarray:
         return np.frombuffer(raw, dtype).reshape(shape).copy()
     except (ValueError, TypeError, AttributeError) as exc:
         raise ConfigError(f"acoustic templates: {what} is not {np.dtype(dtype).name} data of shape {shape}: {exc}") from exc
-
-
-def slot_frames(carrier: str, words: list[dict], frame_seconds: float) -> tuple[int, int] | None:
-    """The encoder frames [start, end) where the carrier's `{}` was spoken: from the end of the
-    last word heard as the carrier's prefix to the start of the first heard as its suffix
-    (word times as the recognizer gives them). None if either edge was not heard."""
-    before, _, after = carrier.partition("{}")
-    prefix, suffix = before.split(), after.split()
-    template = prefix + ["\0slot"] + suffix
-    heard = [w["word"] for w in words]
-    start = end = None
-    for block in difflib.SequenceMatcher(None, template, heard, autojunk=False).get_matching_blocks():
-        for k in range(block.size):
-            i, j = block.a + k, block.b + k
-            if prefix and i == len(prefix) - 1:
-                start = words[j]["end"]
-            if suffix and i == len(prefix) + 1 and end is None:
-                end = words[j]["start"]
-    if not prefix:
-        start = 0.0
-    if start is None or end is None:
-        return None
-    a, b = int(round(start / frame_seconds)), int(round(end / frame_seconds))
-    return (a, b) if 3 <= b - a <= MAX_TEMPLATE_FRAMES else None
 
 
 class AcousticTemplates:

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgevoice.device.acoustic_templates import AcousticTemplates, slot_frames
+from edgevoice.device.acoustic_templates import MAX_TEMPLATE_FRAMES, AcousticTemplates
 from edgevoice.errors import ConfigError
 
 CARRIERS = ("call {} please", "send a message to {} please")
@@ -79,22 +79,43 @@ MIN_FORM_LETTERS = 3
 TEMPLATE_FIT_PHRASES = 20
 
 
-def slot_words(carrier: str, hyp_words: list[str]) -> list[str]:
-    """The hypothesis words that stand where the carrier's `{}` was: everything between the
-    last word aligned to the carrier's prefix and the first aligned to its suffix."""
+def _slot_bounds(carrier: str, hyp_words: list[str]) -> tuple[int, int, bool, bool]:
+    """Where the carrier's `{}` was in the hypothesis: words [start, end) between the last
+    word aligned to the carrier's prefix and the first aligned to its suffix, and whether
+    any prefix and suffix word was aligned at all."""
     before, _, after = carrier.partition("{}")
     prefix, suffix = before.split(), after.split()
     template = prefix + ["\0slot"] + suffix
     matcher = difflib.SequenceMatcher(None, template, hyp_words, autojunk=False)
-    start, end = 0, len(hyp_words)
+    start, end, prefix_heard, suffix_heard = 0, len(hyp_words), False, False
     for block in matcher.get_matching_blocks():
         for k in range(block.size):
             i, j = block.a + k, block.b + k
             if i < len(prefix):
-                start = max(start, j + 1)
+                start, prefix_heard = max(start, j + 1), True
             elif i > len(prefix):
-                end = min(end, j)
+                end, suffix_heard = min(end, j), True
+    return start, end, prefix_heard or not prefix, suffix_heard
+
+
+def slot_words(carrier: str, hyp_words: list[str]) -> list[str]:
+    """The hypothesis words that stand where the carrier's `{}` was: everything between the
+    last word aligned to the carrier's prefix and the first aligned to its suffix."""
+    start, end, _, _ = _slot_bounds(carrier, hyp_words)
     return strip_carrier_words(hyp_words[start:end], (carrier,)) if start < end else []
+
+
+def slot_frames(carrier: str, words: list[dict], frame_seconds: float) -> tuple[int, int] | None:
+    """The encoder frames [start, end) where the carrier's `{}` was spoken (its acoustic
+    template): from the end of the last word aligned to the carrier's prefix to the start of
+    the first aligned to its suffix (word times as the recognizer gives them). None if an
+    edge was not heard, or the stretch is implausibly short or long."""
+    start, end, prefix_heard, suffix_heard = _slot_bounds(carrier, [w["word"] for w in words])
+    if not (prefix_heard and suffix_heard):
+        return None
+    a = int(round((words[start - 1]["end"] if start else 0.0) / frame_seconds))
+    b = int(round(words[end]["start"] / frame_seconds))
+    return (a, b) if 3 <= b - a <= MAX_TEMPLATE_FRAMES else None
 
 
 def _letters(text: str) -> str:
@@ -278,6 +299,11 @@ class HeardForms:
         return len(self.forms)
 
     @property
+    def needs_frames(self) -> bool:
+        """Whether rewriting needs the stream's encoder frames (an acoustic check or the search)."""
+        return self.acoustic_margin is not None or self.template_check or self.search_distance is not None
+
+    @property
     def enrolled_voices(self) -> tuple[str, ...]:
         """The voices the forms were heard in (files from before they were recorded: the first defaults)."""
         return self.voices if self.voices is not None else FIRST_ENROLL_VOICES
@@ -432,6 +458,7 @@ class HeardForms:
         there; it replaces the words up to the alignment's end if its distance is at most
         `search_distance` and at least `search_margin` below the next phrase's. Spans already
         `taken` (by the letters' rewrites) are left alone."""
+        taken = list(taken)
         found = []
         for i, w in enumerate(words):
             if taken[i] or self.word_context.entity_start(words[i - 1]["word"] if i else None) < SEARCH_MIN_ENTITY_START:
@@ -443,7 +470,7 @@ class HeardForms:
             while j < len(words) and words[j]["start"] < end - SEARCH_END_SLACK:
                 j += 1
             heard = " ".join(x["word"] for x in words[i:j])
-            if heard != phrase and not any(taken[i:j]):
+            if heard != phrase:
                 found.append(Replacement(i, j, heard, phrase, 1.0 - distance, "(sound)"))
         chosen = []
         for r in sorted(found, key=lambda r: -r.similarity):

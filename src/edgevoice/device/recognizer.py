@@ -284,9 +284,8 @@ class Stream:
         self.heard_forms = heard_forms  # HeardForms applied to the final hypotheses
         # The encoder frames, held for the heard forms' acoustic checks (the last few minutes at
         # most: an endless stream keeps bounded memory).
-        self._held_frames: collections.deque | None = collections.deque() if heard_forms is not None and (
-            heard_forms.acoustic_margin is not None or heard_forms.template_check
-            or heard_forms.search_distance is not None) else None
+        self._held_frames: collections.deque | None = \
+            collections.deque() if heard_forms is not None and heard_forms.needs_frames else None
         self._held_first = 0  # absolute index of the first held frame
         self._held_count = 0
         self._scorer: SpanScorer | None = None  # over the frames held when it was made
@@ -540,23 +539,27 @@ class Stream:
         hyps = [self._hyp_dict(h) for h in best]
         if heard_forms is not None:
             scorer = self._span_scorer() if heard_forms.acoustic_margin is not None else None
+            uses_templates = heard_forms.template_check or heard_forms.search_distance is not None
+            held = self.held_encoder_frames() if uses_templates else None  # once for every hypothesis
+            search = self._template_search(heard_forms.templates, held) if heard_forms.search_distance is not None else None
             for h, searched in zip(hyps, best):
-                checks = [self._acoustic_check(scorer, searched, heard_forms.acoustic_margin) if scorer else None,
-                          self._template_check(heard_forms.templates, searched) if heard_forms.template_check else None]
-                checks = [c for c in checks if c is not None]
+                checks = []
+                if scorer:
+                    checks.append(self._acoustic_check(scorer, searched, heard_forms.acoustic_margin))
+                if heard_forms.template_check:
+                    checks.append(self._template_check(heard_forms.templates, held, searched))
                 verify = (lambda r, checks=checks: all(c(r) for c in checks)) if checks else None
-                search = self._template_search(heard_forms.templates) if heard_forms.search_distance is not None else None
                 words = heard_forms.rewrite_timed(h["words"], verify, search)
                 if words != h["words"]:
                     h["words"], h["text"] = words, " ".join(w["word"] for w in words)
         return hyps
 
-    def _template_check(self, templates: "AcousticTemplates", h: Hypothesis):
+    def _template_check(self, templates: "AcousticTemplates", held: np.ndarray, h: Hypothesis):
         """verify(replacement) for the heard forms: is the rewrite's phrase the list's closest
         by its acoustic templates over the span's frames (edgevoice.device.acoustic_templates)?
-        A phrase without templates (none of its hearings kept the carrier) is left to the letters."""
+        A phrase without templates (none of its hearings kept the carrier) is left to the letters.
+        `held`: the frames held (the first is frame self._held_first)."""
         spans = self.recognizer.tokenizer.word_token_spans(h.tokens)
-        held = np.concatenate(self._held_frames) if self._held_frames else np.zeros((0, 0), np.float32)
 
         def verify(r) -> bool:
             if r.phrase not in templates:
@@ -574,11 +577,10 @@ class Stream:
 
         return verify
 
-    def _template_search(self, templates: "AcousticTemplates"):
+    def _template_search(self, templates: "AcousticTemplates", held: np.ndarray):
         """search(start_seconds) for the heard forms' template search: the listed phrase that
         best sounds like what begins at that time (edgevoice.device.acoustic_templates)."""
         fs = self.recognizer.frame_seconds
-        held = np.concatenate(self._held_frames) if self._held_frames else np.zeros((0, 0), np.float32)
 
         def search(start: float):
             first = max(int(round(start / fs)) - SEARCH_START_SLACK // 2, self._held_first)
@@ -592,15 +594,11 @@ class Stream:
         return search
 
     def held_encoder_frames(self) -> np.ndarray:
-        """The encoder frames held so far ([n, J]; the first is frame `held_first_frame`)."""
+        """The encoder frames held so far ([n, J]; the last two minutes at most)."""
         if self._held_frames is None:
             raise ConfigError("this stream holds no encoder frames: call hold_encoder_frames() before the audio")
         return np.concatenate(self._held_frames) if self._held_frames else np.zeros((0, self.recognizer.model.joiner_dim),
                                                                                    np.float32)
-
-    @property
-    def held_first_frame(self) -> int:
-        return self._held_first
 
     def _span_scorer(self) -> "SpanScorer | None":
         """Over the frames held so far; rebuilt only when more have come."""
@@ -626,8 +624,7 @@ class Stream:
         its encoder frames: `hold_encoder_frames`, or its own forms have a margin)."""
         if not self.finished:
             raise AudioError("rewrite_with() needs a finished stream")
-        if (heard_forms.acoustic_margin is not None or heard_forms.template_check
-                or heard_forms.search_distance is not None) and self._held_frames is None:
+        if heard_forms.needs_frames and self._held_frames is None:
             raise ConfigError("an acoustic check needs the encoder frames: call hold_encoder_frames() before the audio")
         return self._hypotheses(heard_forms)
 
