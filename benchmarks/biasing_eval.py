@@ -135,9 +135,9 @@ def enrolled_forms(recognizer: Recognizer, path: Path, items: list[dict], sizes:
     from tqdm import tqdm
 
     cached = HeardForms.load(path) if path.exists() else None
-    # (a file from before acoustic templates were kept is enrolled again)
+    # (a file from before acoustic templates were kept, or before their context centring, is enrolled again)
     fresh = cached is not None and cached.heard_with(recognizer.fingerprint, voices, conditions) and \
-        cached.templates is not None
+        cached.templates is not None and cached.templates.centering == "context"
     known = cached.forms if fresh else {}
     templates = cached.templates if fresh else None
     if cached is not None and not fresh:

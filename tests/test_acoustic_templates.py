@@ -101,8 +101,44 @@ def test_templates_round_trip_and_bad_ones_are_named():
     other = AcousticTemplates.fit(rng.normal(size=(50, 16)), dims=8)
     with pytest.raises(ConfigError, match="another projection"):
         templates.merged(other)
-    merged = templates.merged(AcousticTemplates(templates.mean, templates.basis, {"ana": [templates.templates["tenzin"][0]]}))
-    assert set(merged.templates) == {"tenzin", "kofi annan", "ana"}
+    merged = templates.merged(AcousticTemplates(templates.mean, templates.basis, {"ana": [templates.templates["tenzin"][0]]},
+                                                templates.centering))
+    assert set(merged.templates) == {"tenzin", "kofi annan", "ana"} and merged.centering == "context"
+    with pytest.raises(ConfigError, match="another projection"):  # the same projection, centred otherwise
+        templates.merged(AcousticTemplates(templates.mean, templates.basis, {}, "global"))
+    # files from before context centring hold none: global, as they were made
+    old = templates.to_dict()
+    del old["centering"]
+    assert AcousticTemplates.from_dict(old).centering == "global"
+    old["centering"] = "per-speaker"
+    with pytest.raises(ConfigError, match="centring 'per-speaker'"):
+        AcousticTemplates.from_dict(old)
+
+
+def test_context_centring_takes_out_what_a_voice_adds_to_every_frame():
+    """A voice or channel that shifts every encoder frame the same way (here a constant
+    vector) moves the utterance away from the enrollment's templates; centring each side on
+    its own mean frame takes the shift out, centring on the enrollment's mean does not."""
+    rng = np.random.default_rng(5)
+    phrases = [f"name{i}" for i in range(8)]
+    hearings = [rng.normal(size=(40, 16)).astype(np.float32) for _ in range(10)]
+    shift = 3.0 * rng.normal(size=16).astype(np.float32)
+    found = {}
+    for centering in ("context", "global"):
+        templates = AcousticTemplates.fit(hearings, dims=16, centering=centering)
+        sounds = {}
+        for p in phrases:
+            carrier = rng.normal(size=(20, 16)).astype(np.float32)
+            sounds[p] = rng.normal(size=(10, 16)).astype(np.float32)
+            hearing = np.concatenate([carrier[:10], sounds[p], carrier[10:]])
+            templates.add(p, sounds[p], AcousticTemplates.context_mean(hearing))
+        hits = 0
+        for p in phrases:
+            utterance = np.concatenate([rng.normal(size=(15, 16)), sounds[p] + 0.3 * rng.normal(size=(10, 16)),
+                                        rng.normal(size=(15, 16))]).astype(np.float32) + shift
+            hits += templates.closest(utterance, AcousticTemplates.context_mean(utterance))[0] == p
+        found[centering] = hits
+    assert found["context"] >= 7 and found["global"] <= found["context"] - 3, found
 
 
 def test_the_slot_lies_between_the_carrier_words():

@@ -250,6 +250,14 @@ def test_cli_enrolls_a_list_and_transcribes_with_it(tmp_path):
     data = json.loads(out.read_text())
     assert set(data["templates"]["phrases"]) == {"chaz", "kitchen lights"} and data["template_check"] is False
     assert data["threshold"] == 0.7 and data["search_distance"] is None  # no check, no search
+    assert data["templates"]["centering"] == "context"
+    # templates centred on the enrollment's mean (before context centring) are heard again too
+    out.write_text(json.dumps({**data, "templates": {**data["templates"], "centering": "global"}}))
+    older = subprocess.run(cli + ["context", "enroll", str(phrases), "--out", str(out), "--no-template-check"],
+                           capture_output=True, text=True)
+    assert "without context centring" in older.stdout and "2 phrase(s) enrolled" in older.stdout, older.stderr
+    data = json.loads(out.read_text())
+    assert data["templates"]["centering"] == "context"
     # force a form the bundled sample contains, and see the rewrite come out of `transcribe`
     data["forms"]["chaz"] = {"jazz": 3}
     out.write_text(json.dumps(data))

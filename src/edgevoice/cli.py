@@ -458,9 +458,10 @@ def context_enroll_cmd(
         phrases = [normalize(p) for p, _ in ContextGraph.read_phrase_file(context)]
         known = HeardForms.load(out) if out.exists() else None
         stale = known is not None and not known.heard_with(recognizer.fingerprint, voice_ids, condition_names)
-        if known is not None and not stale and known.templates is None:
-            typer.echo(f"{out} has no acoustic templates (enrolled before they were kept): enrolling its "
-                       f"{len(known.forms)} phrase(s) again")
+        if known is not None and not stale and (known.templates is None or known.templates.centering != "context"):
+            why = "no acoustic templates (enrolled before they were kept)" if known.templates is None else \
+                "acoustic templates without context centring (enrolled before it)"
+            typer.echo(f"{out} has {why}: enrolling its {len(known.forms)} phrase(s) again")
             phrases, stale = list(known.forms) + phrases, True
         if stale:  # another model, other voices or conditions hear names differently: its phrases are heard again
             why = (f"enrolled with another model ({known.model or 'not recorded'})"

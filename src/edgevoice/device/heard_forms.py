@@ -620,9 +620,10 @@ def enroll(recognizer, phrases, synthesizer=None, voices=ENROLL_VOICES, carriers
     forms: dict[str, dict[str, int]] = {}
     # Until the projection is fitted, the hearings' frames wait here (bounded: it is fitted
     # on the first TEMPLATE_FIT_PHRASES phrases' hearings).
-    projection = AcousticTemplates(templates.mean, templates.basis) if isinstance(templates, AcousticTemplates) else None
+    projection = AcousticTemplates(templates.mean, templates.basis, centering=templates.centering) \
+        if isinstance(templates, AcousticTemplates) else None
     keep = templates is not False
-    waiting: list[tuple[str, np.ndarray]] = []
+    waiting: list[tuple[str, np.ndarray, np.ndarray]] = []  # (phrase, slot frames, the hearing's mean frame)
     fit_frames: list[np.ndarray] = []
     try:
         for n, phrase in enumerate(phrases):
@@ -649,14 +650,14 @@ def enroll(recognizer, phrases, synthesizer=None, voices=ENROLL_VOICES, carriers
                             if projection is None:
                                 fit_frames.append(frames)
                             if span is not None:
-                                waiting.append((spoken, frames[span[0] : span[1]]))
+                                waiting.append((spoken, frames[span[0] : span[1]], AcousticTemplates.context_mean(frames)))
             forms[spoken] = dict(heard)
             if keep and projection is None and (n + 1 >= TEMPLATE_FIT_PHRASES or n + 1 == len(phrases)):
-                projection = AcousticTemplates.fit(np.concatenate(fit_frames))
+                projection = AcousticTemplates.fit(fit_frames)
                 fit_frames = []
             if projection is not None:
-                for p, frames in waiting:
-                    projection.add(p, frames)
+                for p, frames, context in waiting:
+                    projection.add(p, frames, context)
                 waiting = []
             if progress is not None:
                 progress(1)

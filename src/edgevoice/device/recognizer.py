@@ -541,24 +541,26 @@ class Stream:
             scorer = self._span_scorer() if heard_forms.acoustic_margin is not None else None
             uses_templates = heard_forms.template_check or heard_forms.search_distance is not None
             held = self.held_encoder_frames() if uses_templates else None  # once for every hypothesis
-            search = self._template_search(heard_forms.templates, held) if heard_forms.search_distance is not None else None
+            context = heard_forms.templates.context_mean(held) if uses_templates else None
+            search = self._template_search(heard_forms.templates, held, context) \
+                if heard_forms.search_distance is not None else None
             for h, searched in zip(hyps, best):
                 checks = []
                 if scorer:
                     checks.append(self._acoustic_check(scorer, searched, heard_forms.acoustic_margin))
                 if heard_forms.template_check:
-                    checks.append(self._template_check(heard_forms.templates, held, searched))
+                    checks.append(self._template_check(heard_forms.templates, held, context, searched))
                 verify = (lambda r, checks=checks: all(c(r) for c in checks)) if checks else None
                 words = heard_forms.rewrite_timed(h["words"], verify, search)
                 if words != h["words"]:
                     h["words"], h["text"] = words, " ".join(w["word"] for w in words)
         return hyps
 
-    def _template_check(self, templates: "AcousticTemplates", held: np.ndarray, h: Hypothesis):
+    def _template_check(self, templates: "AcousticTemplates", held: np.ndarray, context: np.ndarray, h: Hypothesis):
         """verify(replacement) for the heard forms: is the rewrite's phrase the list's closest
         by its acoustic templates over the span's frames (edgevoice.device.acoustic_templates)?
         A phrase without templates (none of its hearings kept the carrier) is left to the letters.
-        `held`: the frames held (the first is frame self._held_first)."""
+        `held`: the frames held (the first is frame self._held_first); `context`: their mean frame."""
         spans = self.recognizer.tokenizer.word_token_spans(h.tokens)
 
         def verify(r) -> bool:
@@ -569,25 +571,27 @@ class Stream:
             if h.frames[first] < self._held_first:  # older than the frames held
                 return False
             start, end = max(start, self._held_first), min(end, self._held_first + len(held))
-            key = (templates.serial, start, end)
+            key = (templates.serial, len(held), start, end)  # (more frames held: another context mean)
             if key not in self._template_scores:
-                self._template_scores[key] = templates.scores(held[start - self._held_first : end - self._held_first])
+                self._template_scores[key] = templates.scores(held[start - self._held_first : end - self._held_first],
+                                                              context)
             scores = self._template_scores[key]
             return min(scores, key=scores.get) == r.phrase
 
         return verify
 
-    def _template_search(self, templates: "AcousticTemplates", held: np.ndarray):
+    def _template_search(self, templates: "AcousticTemplates", held: np.ndarray, context: np.ndarray):
         """search(start_seconds) for the heard forms' template search: the listed phrase that
         best sounds like what begins at that time (edgevoice.device.acoustic_templates)."""
         fs = self.recognizer.frame_seconds
 
         def search(start: float):
             first = max(int(round(start / fs)) - SEARCH_START_SLACK // 2, self._held_first)
-            key = (templates.serial, "search", first)
+            key = (templates.serial, len(held), "search", first)
             if key not in self._template_scores:
                 frames = held[first - self._held_first : first - self._held_first + SEARCH_FRAMES]
-                self._template_scores[key] = templates.search(frames) if len(frames) else (None, np.inf, np.inf, 0)
+                self._template_scores[key] = templates.search(frames, context) if len(frames) else \
+                    (None, np.inf, np.inf, 0)
             phrase, distance, second, end = self._template_scores[key]
             return phrase, distance, second, (first + end) * fs
 
