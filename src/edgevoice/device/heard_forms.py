@@ -66,13 +66,15 @@ FIRST_ENROLL_CONDITIONS = ("clean",)
 NOISE_KINDS = ("white", "pink", "brown", "hvac")
 DEFAULT_THRESHOLD = 0.7  # letters alone; tuned on the biasing set's dev split (benchmarks/biasing_eval.py)
 # With the acoustic-template check a looser letter match may propose a rewrite: dev chose 0.5
-# at 100 phrases (0.4 at 10; benchmarks/results/biasing_eval_templates.json).
+# at 100 phrases (0.4-0.6 tied at 10; benchmarks/results/biasing_eval_centred.json).
 DEFAULT_TEMPLATE_CHECK_THRESHOLD = 0.5
 # The template search (HeardForms.search_matches): anchored where the word before makes an entity
 # at least this likely; an alignment may end this much before the next word's start.
 SEARCH_MIN_ENTITY_START = 0.2
 SEARCH_END_SLACK = 0.08
-DEFAULT_SEARCH_MARGIN = 0.05  # dev's choice at 10 and 100 phrases (benchmarks/results/biasing_eval_search*.json)
+# Dev's choices at 10 and 100 phrases with centred 128-dim templates (search distance 0.55 / 0.5;
+# benchmarks/results/biasing_eval_centred.json); `context enroll --search-distance` defaults to 0.5.
+DEFAULT_SEARCH_MARGIN = 0.05
 DEFAULT_MIN_ENTITY_START = 0.1  # with a WordContext; tuned likewise
 MIN_FORM_LETTERS = 3
 # Acoustic templates' projection: fitted on the hearings of a list's first phrases.
