@@ -14,6 +14,7 @@ Phrase list files: one phrase per line, optionally `phrase | weight`; `#` starts
 from __future__ import annotations
 
 from collections import deque
+from functools import lru_cache
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -119,12 +120,10 @@ class ContextGraph:
 
     @staticmethod
     def from_phrases(phrases: list[str | tuple[str, float]], tokenizer, default_weight: float = DEFAULT_WEIGHT) -> "ContextGraph":
-        from edgevoice.text.normalize import normalize
-
         entries = []
         for item in phrases:
             text, weight = (item, default_weight) if isinstance(item, str) else item
-            spoken = normalize(text)
+            spoken = _spoken(text)
             if not spoken:
                 raise ConfigError(f"bias phrase {text!r} has no words")
             if not weight > 0:
@@ -156,3 +155,12 @@ class ContextGraph:
                 raise ConfigError(f"{path}:{number}: weight must be within (0, 20], got {w}")
             phrases.append((text.strip(), w))
         return phrases
+
+
+@lru_cache(maxsize=1 << 16)
+def _spoken(text: str) -> str:
+    """normalize(text), remembered: a user's lists (and their heard forms) come back with every
+    request, and normalizing them again was a third of building a 100-phrase graph with forms."""
+    from edgevoice.text.normalize import normalize
+
+    return normalize(text)
