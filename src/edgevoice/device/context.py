@@ -160,7 +160,7 @@ class ContextGraph:
 @lru_cache(maxsize=1 << 16)
 def _spoken(text: str) -> str:
     """normalize(text), remembered: a user's lists (and their heard forms) come back with every
-    request, and normalizing them again was a third of building a 100-phrase graph with forms."""
+    request, and normalizing them again was most of building a 100-phrase graph with forms."""
     from edgevoice.text.normalize import normalize
 
     return normalize(text)
