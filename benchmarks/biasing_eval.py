@@ -137,7 +137,7 @@ def enrolled_forms(recognizer: Recognizer, path: Path, items: list[dict], sizes:
     cached = HeardForms.load(path) if path.exists() else None
     # (a file from before acoustic templates were kept, or before their context centring, is enrolled again)
     fresh = cached is not None and cached.heard_with(recognizer.fingerprint, voices, conditions) and \
-        cached.templates is not None and cached.templates.centering == "context"
+        cached.templates_current
     known = cached.forms if fresh else {}
     templates = cached.templates if fresh else None
     if cached is not None and not fresh:
@@ -149,7 +149,7 @@ def enrolled_forms(recognizer: Recognizer, path: Path, items: list[dict], sizes:
             new = enroll(recognizer, todo[start : start + 100], voices=voices, progress=bar.update,
                          conditions=conditions, templates=templates if templates is not None else True)
             known.update(new.forms)
-            templates = new.templates if templates is None else templates.merged(new.templates)
+            templates = new.templates  # the earlier phrases' and these
             HeardForms(known, model=recognizer.fingerprint, voices=voices, conditions=conditions,
                        templates=templates).save(path)
     return HeardForms(known, word_context=word_context, model=recognizer.fingerprint, voices=voices,

@@ -458,7 +458,7 @@ def context_enroll_cmd(
         phrases = [normalize(p) for p, _ in ContextGraph.read_phrase_file(context)]
         known = HeardForms.load(out) if out.exists() else None
         stale = known is not None and not known.heard_with(recognizer.fingerprint, voice_ids, condition_names)
-        if known is not None and not stale and (known.templates is None or known.templates.centering != "context"):
+        if known is not None and not stale and not known.templates_current:
             why = "no acoustic templates (enrolled before they were kept)" if known.templates is None else \
                 "acoustic templates without context centring (enrolled before it)"
             typer.echo(f"{out} has {why}: enrolling its {len(known.forms)} phrase(s) again")
@@ -477,14 +477,10 @@ def context_enroll_cmd(
         with tqdm(total=len(todo), desc="enrolling phrases", disable=not todo) as bar:
             new = enroll(recognizer, todo, voices=voice_ids, progress=bar.update, conditions=condition_names,
                          templates=templates if templates is not None else True)
-        if templates is None:
-            templates = new.templates
-        elif new.templates is not None:
-            templates = templates.merged(new.templates)
         HeardForms({**known, **new.forms}, threshold, word_context=word_context,
                    min_entity_start=min_entity_start if word_context else 0.0, model=recognizer.fingerprint,
                    acoustic_margin=acoustic_margin, voices=voice_ids, conditions=condition_names,
-                   templates=templates, template_check=template_check,
+                   templates=new.templates, template_check=template_check,
                    search_distance=search_distance if template_check and search_distance > 0 and word_context else None,
                    search_margin=DEFAULT_SEARCH_MARGIN).save(out)
     except EdgevoiceError as exc:

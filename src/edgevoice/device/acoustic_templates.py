@@ -33,6 +33,7 @@ from edgevoice.errors import ConfigError
 # good as all 320 at ranking names (32, the first choice, lost 4 points: NOTES, session 16).
 DIMS = 128
 CENTERINGS = ("global", "context")
+CENTERING = "context"  # what enrollment makes now; files with other templates are enrolled again
 # Frames around the span's emitted tokens that the span's sound may occupy (a transducer
 # emits a little after the sound, and a word's first token may come late).
 REGION_PAD = 4
@@ -94,7 +95,7 @@ class AcousticTemplates:
         return self.basis.shape[1]
 
     @staticmethod
-    def fit(hearings, dims: int = DIMS, centering: str = "context") -> "AcousticTemplates":
+    def fit(hearings, dims: int = DIMS, centering: str = CENTERING) -> "AcousticTemplates":
         """An empty set whose projection is the principal directions of these encoder frames:
         a list of hearings ([n, J] each; each centred on its own mean with "context" centring)
         or one array of frames."""

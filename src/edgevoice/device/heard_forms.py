@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgevoice.device.acoustic_templates import MAX_TEMPLATE_FRAMES, AcousticTemplates
+from edgevoice.device.acoustic_templates import CENTERING, MAX_TEMPLATE_FRAMES, AcousticTemplates
 from edgevoice.errors import ConfigError
 
 CARRIERS = ("call {} please", "send a message to {} please")
@@ -301,9 +301,20 @@ class HeardForms:
         return len(self.forms)
 
     @property
+    def uses_templates(self) -> bool:
+        """Whether rewriting compares the acoustic templates (the template check or search)."""
+        return self.template_check or self.search_distance is not None
+
+    @property
     def needs_frames(self) -> bool:
         """Whether rewriting needs the stream's encoder frames (an acoustic check or the search)."""
-        return self.acoustic_margin is not None or self.template_check or self.search_distance is not None
+        return self.acoustic_margin is not None or self.uses_templates
+
+    @property
+    def templates_current(self) -> bool:
+        """Whether the file holds acoustic templates of the kind enrollment makes now (older
+        ones still work, but `context enroll` and the benchmark hear their phrases again)."""
+        return self.templates is not None and self.templates.centering == CENTERING
 
     @property
     def enrolled_voices(self) -> tuple[str, ...]:
@@ -609,7 +620,8 @@ def enroll(recognizer, phrases, synthesizer=None, voices=ENROLL_VOICES, carriers
     slot's words counted. `synthesizer`: an edgevoice.corpus.tts.Synthesizer (one is made
     and closed here if not given). `templates`: keep each hearing's encoder frames of the
     phrase as acoustic templates (True: in a projection fitted on these hearings; an
-    AcousticTemplates: in its projection, so the result merges with it; False: none)."""
+    AcousticTemplates: in its projection, the result's templates being those and the new
+    phrases' together; False: none)."""
     from edgevoice.corpus.tts import Synthesizer, Voice
     from edgevoice.text.normalize import normalize
 
@@ -669,5 +681,7 @@ def enroll(recognizer, phrases, synthesizer=None, voices=ENROLL_VOICES, carriers
     return HeardForms(forms, threshold, word_context=word_context,
                       min_entity_start=min_entity_start if word_context is not None else 0.0,
                       model=getattr(recognizer, "fingerprint", None), voices=tuple(v.id for v in parsed),
-                      conditions=conditions, templates=projection if keep else None,
+                      conditions=conditions,
+                      templates=None if not keep else templates.merged(projection)
+                      if isinstance(templates, AcousticTemplates) else projection,
                       template_check=template_check and keep)

@@ -539,9 +539,8 @@ class Stream:
         hyps = [self._hyp_dict(h) for h in best]
         if heard_forms is not None:
             scorer = self._span_scorer() if heard_forms.acoustic_margin is not None else None
-            uses_templates = heard_forms.template_check or heard_forms.search_distance is not None
-            held = self.held_encoder_frames() if uses_templates else None  # once for every hypothesis
-            context = heard_forms.templates.context_mean(held) if uses_templates else None
+            held = self.held_encoder_frames() if heard_forms.uses_templates else None  # once for every hypothesis
+            context = heard_forms.templates.context_mean(held) if heard_forms.uses_templates else None
             search = self._template_search(heard_forms.templates, held, context) \
                 if heard_forms.search_distance is not None else None
             for h, searched in zip(hyps, best):
