@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import engines_or_fail
-from edgevoice.device.acoustic_templates import AcousticTemplates, subsequence_dtw
+from edgevoice.device.acoustic_templates import SEARCH_START_SLACK, SHORTLIST, AcousticTemplates, subsequence_dtw
 from edgevoice.device.heard_forms import HeardForms, enroll, slot_frames
 from edgevoice.device.recognizer import Recognizer
 from edgevoice.errors import ConfigError
@@ -73,6 +73,39 @@ def test_a_phrase_is_closest_to_its_own_sound_inside_an_utterance():
     others = templates.restricted(["kofi annan", "przemyslaw"])
     assert set(others.scores(sounds["tenzin"])) == {"kofi annan", "przemyslaw"}
     assert "tenzin" not in others and "tenzin" in templates
+
+
+def _exhaustive(templates, frames, start_within=None):
+    """Every phrase's distance by aligning all its templates (no shortlist)."""
+    x = templates.project(frames)
+    best = {}
+    for phrase, ts in templates.templates.items():
+        stacked = np.zeros((len(ts), max(len(t) for t in ts), templates.dims), np.float32)
+        for k, t in enumerate(ts):
+            stacked[k, : len(t)] = t.astype(np.float32) / 127.0
+        best[phrase] = float(subsequence_dtw(stacked, np.array([len(t) for t in ts]), x, start_within).min())
+    return best
+
+
+def test_with_many_phrases_only_a_shortlist_is_aligned_and_it_holds_the_closest():
+    rng = np.random.default_rng(5)
+    templates, sounds = _templates_with(rng, [f"name {i}" for i in range(3 * SHORTLIST)])
+    for phrase in list(sounds)[:: SHORTLIST // 2]:
+        sound = sounds[phrase] + 0.2 * rng.normal(size=sounds[phrase].shape).astype(np.float32)
+        utterance = np.concatenate([rng.normal(size=(9, 16)), sound, rng.normal(size=(6, 16))]).astype(np.float32)
+        scores, want = templates.scores(utterance), _exhaustive(templates, utterance)
+        aligned = {p for p, d in scores.items() if np.isfinite(d)}
+        assert len(aligned) == SHORTLIST and phrase in aligned
+        assert min(scores, key=scores.get) == min(want, key=want.get) == phrase
+        np.testing.assert_allclose([scores[p] for p in aligned], [want[p] for p in aligned], rtol=1e-5)
+        # the search (alignments starting near the first frame) likewise
+        starting = utterance[7:]
+        found, distance, second, _ = templates.search(starting)
+        want = _exhaustive(templates, starting, SEARCH_START_SLACK)
+        assert found == phrase and distance == pytest.approx(want[phrase], rel=1e-5)
+        # the next phrase is the next of the shortlist: never closer than the next of all
+        assert second >= sorted(want.values())[1] - 1e-6
+        assert any(second == pytest.approx(d, rel=1e-5) for p, d in want.items() if p != phrase)
 
 
 def test_templates_round_trip_and_bad_ones_are_named():

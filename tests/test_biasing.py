@@ -265,6 +265,29 @@ def test_a_list_that_comes_back_reuses_its_neural_memory(biased_device, audio):
     assert prepared[-2:] == [2, 2]
 
 
+def test_a_list_that_comes_back_reuses_its_context_graph(biased_device, audio):
+    """The graph of a list given as phrases is built once and shared by the streams of the
+    requests that bring it again (same result); other lists push it out, and each stream
+    keeps its own list."""
+    recognizer = Recognizer.load(biased_device)
+    built = []
+    original = ContextGraph.from_phrases
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ContextGraph, "from_phrases",
+                      staticmethod(lambda entries, tokenizer: built.append(len(entries)) or original(entries, tokenizer)))
+        first = recognizer.create_stream(context=["mom", ("jazz", 2.0)], biasing="fusion")
+        again = recognizer.create_stream(context=["mom", ("jazz", 2.0)], biasing="fusion")
+        assert built == [2] and again._search.context is first._search.context
+        heavier = recognizer.create_stream(context=["mom", ("jazz", 3.0)], biasing="fusion")  # another weight: another list
+        assert built == [2, 2] and heavier._search.context is not first._search.context
+        for word in ["turn", "lights", "music", "play"][: Recognizer.CONTEXT_GRAPHS_KEPT]:
+            recognizer.create_stream(context=[word], biasing="fusion")
+        recognizer.create_stream(context=["mom", ("jazz", 2.0)], biasing="fusion")
+        assert built[-1] == 2 and len(built) == 3 + Recognizer.CONTEXT_GRAPHS_KEPT
+    assert recognizer.transcribe(audio[1], context=["mom", ("jazz", 2.0)], biasing="fusion").text == \
+        recognizer.transcribe(audio[1], context=["mom", ("jazz", 2.0)], biasing="fusion").text
+
+
 def test_auto_biasing_follows_the_models_dev_choice(biased_device, exported, audio, tmp_path):
     samples = audio[1]
     model = tmp_path / "chose-fusion"

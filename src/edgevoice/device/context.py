@@ -123,7 +123,7 @@ class ContextGraph:
         entries = []
         for item in phrases:
             text, weight = (item, default_weight) if isinstance(item, str) else item
-            spoken = _spoken(text)
+            spoken = spoken_form(text)
             if not spoken:
                 raise ConfigError(f"bias phrase {text!r} has no words")
             if not weight > 0:
@@ -158,7 +158,7 @@ class ContextGraph:
 
 
 @lru_cache(maxsize=1 << 16)
-def _spoken(text: str) -> str:
+def spoken_form(text: str) -> str:
     """normalize(text), remembered: a user's lists (and their heard forms) come back with every
     request, and normalizing them again was most of building a 100-phrase graph with forms."""
     from edgevoice.text.normalize import normalize

@@ -213,6 +213,29 @@ class Replacement:
     form: str = ""  # the phrase's heard form (or the phrase) the span matched
 
 
+@functools.lru_cache(maxsize=1 << 14)
+def _match_entries(phrase: str, heard: tuple) -> tuple:
+    """A phrase's entries in the matching table, (letters, form, count), its own spelling
+    first; remembered, as every request that brings a list restricts the enrolled forms to it
+    and would clean the same forms again."""
+    cleaned: Counter = Counter()
+    phrase_words = phrase.split()
+    for form, count in heard:
+        form_words = strip_carrier_words(form.split())
+        # A multi-word phrase partly heard ("kitchen" for "kitchen lamp") is not a
+        # form of it: rewriting it would add words the user did not say.
+        if form_words and len(form_words) < len(phrase_words) and all(w in phrase_words for w in form_words):
+            continue
+        if form_words:
+            cleaned[" ".join(form_words)] += count
+    entries = []
+    for form, count in [(phrase, max(cleaned.values(), default=0) + 1)] + cleaned.most_common():
+        letters = _letters(form)
+        if len(letters) >= MIN_FORM_LETTERS:
+            entries.append((letters, form, count))
+    return tuple(entries)
+
+
 def _check_template_settings(templates, word_context, template_check: bool, search_distance, search_margin) -> None:
     if (template_check or search_distance is not None) and templates is None:
         raise ConfigError("the template check and search need acoustic templates: enroll the phrases again with "
@@ -274,21 +297,7 @@ class HeardForms:
         # One flat table for matching: (letters, phrase, form), the phrase's own spelling included.
         table: dict[str, tuple[str, str, int]] = {}
         for phrase, heard in self.forms.items():
-            cleaned: Counter = Counter()
-            phrase_words = phrase.split()
-            for form, count in heard.items():
-                form_words = strip_carrier_words(form.split())
-                # A multi-word phrase partly heard ("kitchen" for "kitchen lamp") is not a
-                # form of it: rewriting it would add words the user did not say.
-                if form_words and len(form_words) < len(phrase_words) and all(w in phrase_words for w in form_words):
-                    continue
-                if form_words:
-                    cleaned[" ".join(form_words)] += count
-            candidates = [(phrase, max(cleaned.values(), default=0) + 1)] + cleaned.most_common()
-            for form, count in candidates:
-                letters = _letters(form)
-                if len(letters) < MIN_FORM_LETTERS:
-                    continue
+            for letters, form, count in _match_entries(phrase, tuple(heard.items())):
                 # A form shared by two phrases goes to the phrase it spells, else the first enrolled.
                 if letters not in table or form == phrase:
                     table[letters] = (phrase, form, count)
@@ -296,6 +305,8 @@ class HeardForms:
         self._targets = [table[k] for k in self._letters]
         self._max_words = max((len(f.split()) for _, f, _ in self._targets), default=0) + 1
         self._restrictions: dict[tuple, HeardForms] = {}  # the last few lists' tables, built once each
+        self._similar_entries: dict[str, dict[int, float]] = {}  # a span's letters -> close table entries (matches)
+        self._fusion_forms: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.forms)
@@ -356,6 +367,7 @@ class HeardForms:
         if search_margin is not None:
             other.search_margin = float(search_margin)
         other._restrictions = {}
+        other._similar_entries = {}  # (kept by threshold)
         return other
 
     def restricted(self, phrases) -> "HeardForms":
@@ -371,8 +383,10 @@ class HeardForms:
         subset = HeardForms({p: self.forms[p] for p in key if p in self.forms}, self.threshold, self.common_words,
                             self.min_common_count, self.word_context, self.min_entity_start, self.model,
                             self.acoustic_margin, self.voices, self.conditions,
-                            self.templates.restricted(key) if self.templates is not None else None, self.template_check,
-                            self.search_distance, self.search_margin)
+                            self.templates.restricted(key) if self.templates is not None else None,
+                            self.template_check, self.search_distance, self.search_margin)
+        if subset.uses_templates:
+            subset.templates.prepare()  # with the list, not in the first request's decoding
         heard = {form for _, form, _ in subset._targets}
         missing = sorted(p for p in key if p not in self.forms and p not in heard)
         if missing:
@@ -382,12 +396,21 @@ class HeardForms:
         self._restrictions[key] = subset
         return subset
 
+    def forget_lists(self) -> None:
+        """Drops the remembered lists' tables and templates (a benchmark timing the preparation
+        of a new list)."""
+        self._restrictions = {}
+        if self.templates is not None:
+            self.templates.forget_lists()
+
     def fusion_phrases(self, weight: float) -> list[tuple[str, float]]:
         """The heard forms as extra shallow-fusion phrases (not the phrases themselves, nor
         forms of everyday words only): boosting what the recognizer can say for a name keeps
         it in the beam until the rewrite turns it into the name."""
-        return [(form, weight) for phrase, form, _ in self._targets
-                if form != phrase and form not in self.forms and not all(w in self.common_words for w in form.split())]
+        if self._fusion_forms is None:  # (every request with this list asks again)
+            self._fusion_forms = [form for phrase, form, _ in self._targets if form != phrase and form not in self.forms
+                                  and not all(w in self.common_words for w in form.split())]
+        return [(form, weight) for form in self._fusion_forms]
 
     # ---- matching ---------------------------------------------------------------------
 
@@ -402,14 +425,23 @@ class HeardForms:
 
         spans = [(i, j) for i in range(len(words)) for j in range(i + 1, min(len(words), i + self._max_words) + 1)]
         queries = [_letters(" ".join(words[i:j])) for i, j in spans]
-        scores = process.cdist(queries, self._letters, scorer=Indel.normalized_similarity,
-                               score_cutoff=self.threshold, workers=1)
+        # The n-best's hypotheses share most of their spans: each span's letters are compared
+        # with the table once, and only the entries at least `threshold` similar are kept.
+        missing = [q for q in dict.fromkeys(queries) if q not in self._similar_entries]
+        if missing:
+            if len(self._similar_entries) > 4096:
+                self._similar_entries = {}
+            rows = process.cdist(missing, self._letters, scorer=Indel.normalized_similarity,
+                                 score_cutoff=self.threshold, workers=1)
+            for q, row in zip(missing, rows):
+                kept = np.flatnonzero(row >= self.threshold)
+                self._similar_entries[q] = dict(zip(kept.tolist(), row[kept].tolist()))
         found = []
         for q, (i, j) in enumerate(spans):
-            row = scores[q]
-            best = int(row.argmax())
-            if row[best] < self.threshold or len(queries[q]) < MIN_FORM_LETTERS:
+            row = self._similar_entries[queries[q]]  # table entry -> similarity, the close ones
+            if not row or len(queries[q]) < MIN_FORM_LETTERS:
                 continue
+            best = max(row, key=row.get)  # the first of equals, as argmax
             span = words[i:j]
             # Names and device names follow "call", "to", "the"..., rarely "can" or "you".
             if self.word_context is not None and \
@@ -418,7 +450,7 @@ class HeardForms:
             # Without a check only the span's most similar form can win; with one, a refused
             # form leaves the span to the next most similar phrase's.
             ranked = [best] if verify is None else \
-                [best] + [int(k) for k in np.argsort(-row, kind="stable") if row[k] >= self.threshold and k != best]
+                [best] + [k for k in sorted(row, key=lambda k: -row[k]) if k != best]
             for k in ranked:
                 phrase, form, count = self._targets[k]
                 # Everyday words are rewritten only when the recognizer heard the phrase as

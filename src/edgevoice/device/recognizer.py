@@ -25,7 +25,7 @@ from edgevoice.audio.features import FeatureConfig, StreamingFbank
 from edgevoice.audio.io import SAMPLE_RATE
 from edgevoice.device.endpoint import (AcousticActivity, EndOfQueryDetector, FrameObservation, LearnedEndpointer,
                                        RuleEndpointer)
-from edgevoice.device.context import ContextGraph
+from edgevoice.device.context import ContextGraph, spoken_form
 from edgevoice.device.lattice import Lattice
 from edgevoice.device.model_dir import MAX_BEAM, load_model_directory
 from edgevoice.device.onnx_model import OnnxTransducer
@@ -34,7 +34,6 @@ from edgevoice.device.token_lm import TokenNgramLM
 from edgevoice.device.span_score import SpanScorer
 from edgevoice.device.acoustic_templates import REGION_PAD, SEARCH_FRAMES, SEARCH_START_SLACK, AcousticTemplates
 from edgevoice.errors import AudioError, ConfigError, ModelError
-from edgevoice.text.normalize import normalize
 from edgevoice.text.tokenizer import Tokenizer
 
 
@@ -108,7 +107,8 @@ class Recognizer:
         # comes back request after request, as a new ContextGraph or as phrases, and costs
         # ~0.4 s to prepare at 1000 phrases.
         self._bias_memories: collections.OrderedDict = collections.OrderedDict()
-        self._bias_memories_lock = threading.Lock()
+        self._bias_memories_lock = threading.Lock()  # also guards _context_graphs
+        self._context_graphs: collections.OrderedDict = collections.OrderedDict()
         self.lm_fusion: LMFusion | None = None
         settings = model.model_dir.lm_fusion
         if lm_weight is not None and not 0 <= lm_weight <= 5:
@@ -207,7 +207,7 @@ class Recognizer:
         graph = bias = None
         if heard_forms is not None and context is not None:
             phrases = context.phrases if isinstance(context, ContextGraph) else \
-                [normalize(p if isinstance(p, str) else p[0]) for p in context]
+                [spoken_form(p if isinstance(p, str) else p[0]) for p in context]
             heard_forms = heard_forms.restricted(phrases)
         if context is not None and biasing != "none":
             if not isinstance(context, ContextGraph):
@@ -215,7 +215,7 @@ class Recognizer:
                 if heard_forms is not None:  # a list given as phrases: their heard forms are fused too
                     weight = self.FORM_FUSION_WEIGHT if form_weight is None else form_weight
                     entries += heard_forms.fusion_phrases(weight) if weight > 0 else []
-                context = ContextGraph.from_phrases(entries, self.tokenizer)
+                context = self._context_graph(entries)
             graph = context
             if biasing in ("neural", "both") and graph.phrases:
                 bias = self._bias_memory(graph)
@@ -224,6 +224,24 @@ class Recognizer:
         return Stream(self, endpointer, nlu, graph, bias, heard_forms if biasing != "none" else None)
 
     BIAS_MEMORIES_KEPT = 4
+    CONTEXT_GRAPHS_KEPT = 4
+
+    def _context_graph(self, entries: list) -> ContextGraph:
+        """The context graph of a list (phrases or (phrase, weight) pairs, heard forms included):
+        built once, kept for the last few lists, as a user's list comes back with every request
+        (a graph is read-only once built, so streams share it)."""
+        key = tuple(e if isinstance(e, str) else tuple(e) for e in entries)
+        with self._bias_memories_lock:
+            graph = self._context_graphs.get(key)
+            if graph is not None:
+                self._context_graphs.move_to_end(key)
+                return graph
+        graph = ContextGraph.from_phrases(entries, self.tokenizer)
+        with self._bias_memories_lock:
+            self._context_graphs[key] = graph
+            while len(self._context_graphs) > self.CONTEXT_GRAPHS_KEPT:
+                self._context_graphs.popitem(last=False)
+        return graph
 
     def _bias_memory(self, graph: ContextGraph):
         """The neural biaser's memory of a list: computed once, kept for the last few lists."""
@@ -241,9 +259,11 @@ class Recognizer:
         return bias
 
     def forget_bias_memories(self) -> None:
-        """Drops the kept neural memories (a benchmark timing the preparation of a new list)."""
+        """Drops the kept neural memories and context graphs (a benchmark timing the preparation
+        of a new list)."""
         with self._bias_memories_lock:
             self._bias_memories.clear()
+            self._context_graphs.clear()
 
     def transcribe(self, samples: np.ndarray, sample_rate: int = SAMPLE_RATE, context=None, biasing: str = "auto",
                    heard_forms=None, form_weight: float | None = None) -> Result:
@@ -289,7 +309,7 @@ class Stream:
         self._held_first = 0  # absolute index of the first held frame
         self._held_count = 0
         self._scorer: SpanScorer | None = None  # over the frames held when it was made
-        self._template_scores: dict[tuple, object] = {}  # (templates' serial, frames) -> distances / search result
+        self._template_scores: dict[tuple, object] = {}  # (templates' serial, frames) -> closest phrase / search result
         self._search = BeamSearch(model, recognizer.beam, context, bias, recognizer.lm_fusion)
         self._search.keep_trace = endpointer is not None
         self._resampler = None  # soxr.ResampleStream, made when a non-16 kHz rate arrives
@@ -571,11 +591,10 @@ class Stream:
                 return False
             start, end = max(start, self._held_first), min(end, self._held_first + len(held))
             key = (templates.serial, len(held), start, end)  # (more frames held: another context mean)
-            if key not in self._template_scores:
-                self._template_scores[key] = templates.scores(held[start - self._held_first : end - self._held_first],
-                                                              context)
-            scores = self._template_scores[key]
-            return min(scores, key=scores.get) == r.phrase
+            if key not in self._template_scores:  # the list's closest phrase over these frames
+                self._template_scores[key] = templates.closest(held[start - self._held_first : end - self._held_first],
+                                                               context)[0]
+            return self._template_scores[key] == r.phrase
 
         return verify
 
