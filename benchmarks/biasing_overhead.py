@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from biasing_eval import load_items  # noqa: E402
+from biasing_eval import enrolled_forms, load_items  # noqa: E402
 
 from edgevoice.device.context import ContextGraph  # noqa: E402
 from edgevoice.device.heard_forms import HeardForms, WordContext  # noqa: E402
@@ -73,7 +73,8 @@ def main() -> None:
     ap.add_argument("--utterances", type=int, default=120, help="test utterances timed")
     ap.add_argument("--repeats", type=int, default=3, help="decodes per utterance and condition; the quickest counts")
     ap.add_argument("--weight", type=float, default=0.25, help="fusion bonus per token (the dev choice at 100/1000)")
-    ap.add_argument("--forms", help="heard forms file: also time fusion+forms")
+    ap.add_argument("--forms", help="heard forms file: also time fusion+forms (phrases it lacks are enrolled "
+                                    "into it first: ~1 s each; with --one-list ~1000 at most)")
     ap.add_argument("--form-settings", type=float, nargs=4, default=[0.5, 0.05, 0.5, 0.05],
                     metavar=("THRESHOLD", "MIN_ENTITY_START", "SEARCH_DISTANCE", "SEARCH_MARGIN"),
                     help="fusion+forms: letters threshold, entity start, template search distance and margin "
@@ -90,12 +91,11 @@ def main() -> None:
     modes = [m for m in args.modes if m == "fusion" or recognizer.model.has_biaser]
     heard_forms = None
     if args.forms:
-        enrolled = HeardForms.load(args.forms)
+        # (phrases of the timed lists that the file lacks are enrolled into it first)
+        enrolled = enrolled_forms(recognizer, Path(args.forms), items[:1] if args.one_list else items, args.sizes,
+                                  WordContext.load(Path(args.model) / "word_context.json"))
         threshold, entity_start, distance, margin = args.form_settings
-        heard_forms = HeardForms(enrolled.forms, word_context=WordContext.load(Path(args.model) / "word_context.json"),
-                                 model=enrolled.model, voices=enrolled.voices, conditions=enrolled.conditions,
-                                 templates=enrolled.templates).with_threshold(threshold, entity_start, None, True,
-                                                                              distance, margin)
+        heard_forms = enrolled.with_threshold(threshold, entity_start, None, True, distance, margin)
         modes.append("fusion+forms")
     lists = {n: items[0]["lists"][str(n)] for n in args.sizes} if args.one_list else None
     # "none" twice: the second is a control, whose overhead over the first shows the noise floor.

@@ -40,6 +40,23 @@ def test_a_heard_form_is_rewritten_into_its_phrase():
     assert forms.rewrite("call tenzin")[0] == "call tenzin"
 
 
+def test_remembered_span_similarities_give_the_same_rewrites_when_full(monkeypatch):
+    """A span's close table entries are remembered across hypotheses; when the memory fills
+    it starts again, and the rewrites stay those of a fresh matcher."""
+    import edgevoice.device.heard_forms as heard_forms
+
+    phrases = {"tenzin": {"tems in": 4}, "kofi annan": {"cofian": 2}, "siobhan": {"show ban": 3}}
+    # (one after another with spans in common, as an n-best's hypotheses have)
+    texts = ["call tems in now", "call tems in please", "message cofyan please", "ring show ban and tems in",
+             "turn on the lights"] * 2
+    want = [HeardForms(phrases, threshold=0.7).rewrite(t)[0] for t in texts]
+    monkeypatch.setattr(heard_forms, "SIMILAR_ENTRIES_KEPT", 5)
+    forms = HeardForms(phrases, threshold=0.7)
+    assert [forms.rewrite(t)[0] for t in texts] == want
+    assert want[:4] == ["call tenzin now", "call tenzin please", "message kofi annan please", "ring siobhan and tenzin"]
+    assert len(forms._similar_entries) <= 5 + 15  # started again, never more than one text's spans over
+
+
 def test_everyday_words_are_not_rewritten_unless_heard_exactly_and_often():
     common = frozenset({"the", "you", "harry", "to"})
     forms = HeardForms({"ava": {"the": 1}, "yuki": {"you": 1}, "haruto": {"harry to": 3}}, 0.75, common,

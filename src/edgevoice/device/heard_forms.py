@@ -77,6 +77,7 @@ SEARCH_END_SLACK = 0.08
 DEFAULT_SEARCH_MARGIN = 0.05
 DEFAULT_MIN_ENTITY_START = 0.1  # with a WordContext; tuned likewise
 MIN_FORM_LETTERS = 3
+SIMILAR_ENTRIES_KEPT = 4096  # spans' letters whose close table entries a HeardForms remembers (matches)
 # Acoustic templates' projection: fitted on the hearings of a list's first phrases.
 TEMPLATE_FIT_PHRASES = 20
 
@@ -427,10 +428,10 @@ class HeardForms:
         queries = [_letters(" ".join(words[i:j])) for i, j in spans]
         # The n-best's hypotheses share most of their spans: each span's letters are compared
         # with the table once, and only the entries at least `threshold` similar are kept.
+        if len(self._similar_entries) > SIMILAR_ENTRIES_KEPT:
+            self._similar_entries = {}
         missing = [q for q in dict.fromkeys(queries) if q not in self._similar_entries]
         if missing:
-            if len(self._similar_entries) > 4096:
-                self._similar_entries = {}
             rows = process.cdist(missing, self._letters, scorer=Indel.normalized_similarity,
                                  score_cutoff=self.threshold, workers=1)
             for q, row in zip(missing, rows):
