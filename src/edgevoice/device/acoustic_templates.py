@@ -89,8 +89,9 @@ class _Stacked(NamedTuple):
     lengths: np.ndarray  # per template: frames
     starts: np.ndarray  # per template: its first row in `flat`
     flat: np.ndarray  # every template's frames, int8 [sum of lengths, dims]
-    summaries: np.ndarray  # per template: its summary for the first stage (_summaries)
-    groups: list  # per window length of _WINDOW_GRID: the templates the first stage compares with it
+    summaries: np.ndarray  # per template, in by_length's order: its summary for the first stage (_summaries)
+    by_length: np.ndarray  # the templates in the order of the window length nearest their own
+    bounds: list  # per window length of _WINDOW_GRID: the slice of by_length the first stage compares with it
 
 
 class AcousticTemplates:
@@ -215,9 +216,12 @@ class AcousticTemplates:
             # per window length of _WINDOW_GRID, the templates compared with windows of that length:
             # those whose own length is within a grid step of it (an alignment stretches a
             # template by 0-2 frames a frame, mostly near 1)
+            # (the summaries sorted by that grid length, so each length's templates are one slice)
             nearest = np.abs(np.log(_WINDOW_GRID)[:, None] - np.log(np.maximum(lengths, 1))[None, :]).argmin(axis=0)
-            groups = [np.flatnonzero(np.abs(nearest - g) <= 1) for g in range(len(_WINDOW_GRID))]
-            self._stacked = _Stacked(phrases, owner, lengths, starts, flat, summaries, groups)
+            by_length = np.argsort(nearest, kind="stable")
+            bounds = [(int(np.searchsorted(nearest[by_length], g - 1, "left")),
+                       int(np.searchsorted(nearest[by_length], g + 1, "right"))) for g in range(len(_WINDOW_GRID))]
+            self._stacked = _Stacked(phrases, owner, lengths, starts, flat, summaries[by_length], by_length, bounds)
         return self._stacked
 
     def _aligned(self, x: np.ndarray, start_within: int | None):
@@ -242,10 +246,10 @@ class AcousticTemplates:
 
     def _shortlist(self, x: np.ndarray, start_within: int | None) -> tuple[np.ndarray, np.ndarray | None]:
         """(the indices of the SHORTLIST phrases whose templates' summaries best match some
-        stretch of x (all phrases when there are no more), each template's summary similarity
-        (None then)): a cheap first stage, so the
-        alignment's dynamic programme, which costs per template, runs on a few phrases only."""
-        phrases, owner, _, _, _, summaries, groups = self._stack()
+        stretch of x (all phrases when there are no more), each template's best summary
+        similarity (None then)): a cheap first stage, so that the alignment's dynamic
+        programme, which costs per template, runs on a few phrases only."""
+        phrases, owner, _, _, _, summaries, by_length, bounds = self._stack()
         if len(phrases) <= SHORTLIST:
             return np.arange(len(phrases)), None
         n = len(x)
@@ -258,11 +262,13 @@ class AcousticTemplates:
         offsets = np.cumsum(counts) - counts
         window_starts = np.arange(counts.sum()) - np.repeat(offsets, counts)
         windows = _summaries_from_cumsum(cs, window_starts, np.repeat(grid, counts))
-        template_best = np.full(len(owner), -np.inf, np.float32)
-        for g, members in enumerate(groups):
-            if len(members):
-                best = (windows[offsets[g] : offsets[g] + counts[g]] @ summaries[members].T).max(axis=0)
-                template_best[members] = np.maximum(template_best[members], best)
+        sorted_best = np.full(len(owner), -np.inf, np.float32)
+        for g, (lo, hi) in enumerate(bounds):
+            if hi > lo:
+                best = (windows[offsets[g] : offsets[g] + counts[g]] @ summaries[lo:hi].T).max(axis=0)
+                np.maximum(sorted_best[lo:hi], best, out=sorted_best[lo:hi])
+        template_best = np.empty_like(sorted_best)
+        template_best[by_length] = sorted_best
         # (a phrase's templates are consecutive)
         phrase_best = np.maximum.reduceat(template_best, np.flatnonzero(np.diff(owner, prepend=-1)))
         return np.argsort(-phrase_best, kind="stable")[:SHORTLIST], template_best

@@ -33,6 +33,7 @@ from __future__ import annotations
 import copy
 import difflib
 import functools
+import heapq
 import json
 from collections import Counter
 from dataclasses import dataclass
@@ -77,6 +78,10 @@ SEARCH_END_SLACK = 0.08
 DEFAULT_SEARCH_MARGIN = 0.05
 DEFAULT_MIN_ENTITY_START = 0.1  # with a WordContext; tuned likewise
 MIN_FORM_LETTERS = 3
+# With a check, a span whose most similar form is refused goes to the next most similar; with
+# 1000 phrases thousands of forms can be that similar to a short span, and only the few most
+# similar are worth a check.
+CANDIDATES_PER_SPAN = 16
 SIMILAR_ENTRIES_KEPT = 4096  # spans' letters whose close table entries a HeardForms remembers (matches)
 # Acoustic templates' projection: fitted on the hearings of a list's first phrases.
 TEMPLATE_FIT_PHRASES = 20
@@ -451,7 +456,7 @@ class HeardForms:
             # Without a check only the span's most similar form can win; with one, a refused
             # form leaves the span to the next most similar phrase's.
             ranked = [best] if verify is None else \
-                [best] + [k for k in sorted(row, key=lambda k: -row[k]) if k != best]
+                [best] + [k for k in heapq.nsmallest(CANDIDATES_PER_SPAN, row, key=lambda k: -row[k]) if k != best]
             for k in ranked:
                 phrase, form, count = self._targets[k]
                 # Everyday words are rewritten only when the recognizer heard the phrase as
