@@ -5,11 +5,11 @@ Heard forms find a name by the letters of the words the recognizer puts in its p
 forms, and a span's letters are often closest to the wrong phrase. The encoder frames of
 the enrollment hearings tell the phrases apart by sound instead (query by example): the
 span's frames are compared with the listed phrases' templates by subsequence dynamic time
-warping, and a rewrite stands only if its phrase is the closest of the list. The alignment
-costs per template, so a cheap first stage (each template's mean frame over four parts
-against the same summary of the utterance's stretches) picks the few phrases worth aligning. On the biasing
+warping, and a rewrite stands only if its phrase is the closest of the list. On the biasing
 set's dev and test splits this let a much looser letter threshold through while cutting the
-wrong rewrites (benchmarks/biasing_eval.py; README).
+wrong rewrites (benchmarks/biasing_eval.py; README). The alignment costs per template, so a
+cheap first stage (each template's mean frame over four parts, against the same summary of
+the utterance's stretches) picks the few phrases, and their few templates, worth aligning.
 
 Each template is the stretch of encoder frames between the carrier words ("call" ...
 "please") of one hearing, unit-normalized, centred and projected onto the principal
@@ -55,7 +55,7 @@ SHORTLIST = 8
 # name came first as often with 3-6 of a phrase's 12 as with all (2: 44.5 %, 1: 41.3 %), but
 # the benchmark's rewrites with 4 lost a little on test (B-WER -18.6 against -19.9 % with all
 # 12; 6: -20.1 %, dev WER the same; NOTES, session 17).
-TEMPLATES_PER_PHRASE = 6
+TEMPLATES_PER_PHRASE = 6  # (None: all of them)
 SUMMARY_PARTS = 4
 SUMMARY_DIMS = 32
 _WINDOW_GRID = np.unique(np.round(1.25 ** np.arange(4, 22)).astype(np.int64))  # window lengths, 2-108 frames
@@ -213,10 +213,10 @@ class AcousticTemplates:
             starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64) if ts else np.zeros(0, np.int64)
             flat = np.concatenate(ts) if ts else np.zeros((0, self.dims), np.int8)
             summaries = _summaries(flat[:, :SUMMARY_DIMS].astype(np.float32), starts, lengths)
-            # per window length of _WINDOW_GRID, the templates compared with windows of that length:
+            # Per window length of _WINDOW_GRID, the templates compared with windows of that length:
             # those whose own length is within a grid step of it (an alignment stretches a
-            # template by 0-2 frames a frame, mostly near 1)
-            # (the summaries sorted by that grid length, so each length's templates are one slice)
+            # template by 0-2 frames a frame, mostly near 1). Sorted by their nearest grid length,
+            # each window length's templates are one slice of the summaries.
             nearest = np.abs(np.log(_WINDOW_GRID)[:, None] - np.log(np.maximum(lengths, 1))[None, :]).argmin(axis=0)
             by_length = np.argsort(nearest, kind="stable")
             bounds = [(int(np.searchsorted(nearest[by_length], g - 1, "left")),
@@ -278,8 +278,8 @@ class AcousticTemplates:
         cosine distance per template frame of a subsequence alignment (each template frame
         advances the stretch by 0, 1 or 2 frames; the alignment may start and end anywhere
         in it), over the phrase's templates. Lower is closer. Only the SHORTLIST phrases
-        whose summaries match best are aligned; the others score inf. `context_mean`: the
-        utterance's mean frame (see project)."""
+        whose summaries match best are aligned (with their TEMPLATES_PER_PHRASE best), the
+        others score inf. `context_mean`: the utterance's mean frame (see project)."""
         phrases = self._stack()[0]
         if not phrases:
             return {}
