@@ -55,6 +55,13 @@ def test_remembered_span_similarities_give_the_same_rewrites_when_full(monkeypat
     assert [forms.rewrite(t)[0] for t in texts] == want
     assert want[:4] == ["call tenzin now", "call tenzin please", "message kofi annan please", "ring siobhan and tenzin"]
     assert len(forms._similar_entries) <= 5 + 15  # started again, never more than one text's spans over
+    # streams on several threads share a list's forms: each still gets its own rewrites
+    from concurrent.futures import ThreadPoolExecutor
+
+    shared = HeardForms(phrases, threshold=0.7)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda t: shared.rewrite(t)[0], texts * 50))
+    assert results == want * 50
 
 
 def test_everyday_words_are_not_rewritten_unless_heard_exactly_and_often():

@@ -433,18 +433,20 @@ class HeardForms:
         queries = [_letters(" ".join(words[i:j])) for i, j in spans]
         # The n-best's hypotheses share most of their spans: each span's letters are compared
         # with the table once, and only the entries at least `threshold` similar are kept.
-        if len(self._similar_entries) > SIMILAR_ENTRIES_KEPT:
-            self._similar_entries = {}
-        missing = [q for q in dict.fromkeys(queries) if q not in self._similar_entries]
+        # (one memory for this call: streams on other threads may start the object's afresh)
+        memory = self._similar_entries
+        if len(memory) > SIMILAR_ENTRIES_KEPT:
+            memory = self._similar_entries = {}
+        missing = [q for q in dict.fromkeys(queries) if q not in memory]
         if missing:
             rows = process.cdist(missing, self._letters, scorer=Indel.normalized_similarity,
                                  score_cutoff=self.threshold, workers=1)
             for q, row in zip(missing, rows):
                 kept = np.flatnonzero(row >= self.threshold)
-                self._similar_entries[q] = dict(zip(kept.tolist(), row[kept].tolist()))
+                memory[q] = dict(zip(kept.tolist(), row[kept].tolist()))
         found = []
         for q, (i, j) in enumerate(spans):
-            row = self._similar_entries[queries[q]]  # table entry -> similarity, the close ones
+            row = memory[queries[q]]  # table entry -> similarity, the close ones
             if not row or len(queries[q]) < MIN_FORM_LETTERS:
                 continue
             best = max(row, key=row.get)  # the first of equals, as argmax
