@@ -64,6 +64,19 @@ def test_remembered_span_similarities_give_the_same_rewrites_when_full(monkeypat
     assert results == want * 50
 
 
+def test_a_span_keeps_its_most_similar_entries_in_order_with_ties_in_table_order():
+    import numpy as np
+
+    from edgevoice.device.heard_forms import CANDIDATES_PER_SPAN, _most_similar
+
+    rng = np.random.default_rng(0)
+    for size in (5, 40, 400):
+        row = np.round(rng.uniform(0, 1, size), 1).astype(np.float32)  # many ties
+        want = sorted((k for k in range(size) if row[k] >= 0.5), key=lambda k: (-row[k], k))[:CANDIDATES_PER_SPAN]
+        got = _most_similar(row, 0.5)
+        assert list(got) == want and all(got[k] == pytest.approx(row[k]) for k in want)
+
+
 def test_everyday_words_are_not_rewritten_unless_heard_exactly_and_often():
     common = frozenset({"the", "you", "harry", "to"})
     forms = HeardForms({"ava": {"the": 1}, "yuki": {"you": 1}, "haruto": {"harry to": 3}}, 0.75, common,

@@ -33,7 +33,6 @@ from __future__ import annotations
 import copy
 import difflib
 import functools
-import heapq
 import json
 from collections import Counter
 from dataclasses import dataclass
@@ -217,6 +216,19 @@ class Replacement:
     phrase: str | None  # None: a match not trusted (everyday words), which keeps the words as heard
     similarity: float
     form: str = ""  # the phrase's heard form (or the phrase) the span matched
+
+
+def _most_similar(row: np.ndarray, threshold: float) -> dict[int, float]:
+    """The CANDIDATES_PER_SPAN table entries most similar to a span (at least `threshold`),
+    entry -> similarity, most similar first and the table's order among equals."""
+    kept = np.flatnonzero(row >= threshold)
+    if len(kept) > CANDIDATES_PER_SPAN:
+        # the n-th best similarity; of the entries at it, those first in the table
+        cut = np.partition(row[kept], len(kept) - CANDIDATES_PER_SPAN)[len(kept) - CANDIDATES_PER_SPAN]
+        above, at = kept[row[kept] > cut], kept[row[kept] == cut]
+        kept = np.concatenate([above, at[: CANDIDATES_PER_SPAN - len(above)]])
+    kept = kept[np.lexsort((kept, -row[kept]))]
+    return dict(zip(kept.tolist(), row[kept].tolist()))
 
 
 @functools.lru_cache(maxsize=1 << 14)
@@ -442,14 +454,13 @@ class HeardForms:
             rows = process.cdist(missing, self._letters, scorer=Indel.normalized_similarity,
                                  score_cutoff=self.threshold, workers=1)
             for q, row in zip(missing, rows):
-                kept = np.flatnonzero(row >= self.threshold)
-                memory[q] = dict(zip(kept.tolist(), row[kept].tolist()))
+                memory[q] = _most_similar(row, self.threshold)
         found = []
         for q, (i, j) in enumerate(spans):
-            row = memory[queries[q]]  # table entry -> similarity, the close ones
+            row = memory[queries[q]]  # table entry -> similarity, the most similar first
             if not row or len(queries[q]) < MIN_FORM_LETTERS:
                 continue
-            best = max(row, key=row.get)  # the first of equals, as argmax
+            best = next(iter(row))
             span = words[i:j]
             # Names and device names follow "call", "to", "the"..., rarely "can" or "you".
             if self.word_context is not None and \
@@ -457,8 +468,7 @@ class HeardForms:
                 continue
             # Without a check only the span's most similar form can win; with one, a refused
             # form leaves the span to the next most similar phrase's.
-            ranked = [best] if verify is None else \
-                [best] + [k for k in heapq.nsmallest(CANDIDATES_PER_SPAN, row, key=lambda k: -row[k]) if k != best]
+            ranked = [best] if verify is None else list(row)
             for k in ranked:
                 phrase, form, count = self._targets[k]
                 # Everyday words are rewritten only when the recognizer heard the phrase as
