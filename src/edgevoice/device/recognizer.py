@@ -107,7 +107,7 @@ class Recognizer:
         # comes back request after request, as a new ContextGraph or as phrases, and costs
         # ~0.4 s to prepare at 1000 phrases.
         self._bias_memories: collections.OrderedDict = collections.OrderedDict()
-        self._bias_memories_lock = threading.Lock()  # also guards _context_graphs
+        self._bias_memories_lock = threading.Lock()  # guards both kept-list caches (_kept)
         self._context_graphs: collections.OrderedDict = collections.OrderedDict()
         self.lm_fusion: LMFusion | None = None
         settings = model.model_dir.lm_fusion
@@ -226,37 +226,32 @@ class Recognizer:
     BIAS_MEMORIES_KEPT = 4
     CONTEXT_GRAPHS_KEPT = 4
 
+    def _kept(self, cache: collections.OrderedDict, key, kept: int, build):
+        """cache[key], built by build() the first time and kept among the last `kept` keys (a
+        user's list comes back with every request; what is kept is read-only, so streams share it)."""
+        with self._bias_memories_lock:
+            value = cache.get(key)
+            if value is not None:
+                cache.move_to_end(key)
+                return value
+        value = build()  # outside the lock: other streams need not wait for it
+        with self._bias_memories_lock:
+            cache[key] = value
+            while len(cache) > kept:
+                cache.popitem(last=False)
+        return value
+
     def _context_graph(self, entries: list) -> ContextGraph:
-        """The context graph of a list (phrases or (phrase, weight) pairs, heard forms included):
-        built once, kept for the last few lists, as a user's list comes back with every request
-        (a graph is read-only once built, so streams share it)."""
+        """The context graph of a list (phrases or (phrase, weight) pairs, heard forms included)."""
         key = tuple(e if isinstance(e, str) else tuple(e) for e in entries)
-        with self._bias_memories_lock:
-            graph = self._context_graphs.get(key)
-            if graph is not None:
-                self._context_graphs.move_to_end(key)
-                return graph
-        graph = ContextGraph.from_phrases(entries, self.tokenizer)
-        with self._bias_memories_lock:
-            self._context_graphs[key] = graph
-            while len(self._context_graphs) > self.CONTEXT_GRAPHS_KEPT:
-                self._context_graphs.popitem(last=False)
-        return graph
+        return self._kept(self._context_graphs, key, self.CONTEXT_GRAPHS_KEPT,
+                          lambda: ContextGraph.from_phrases(entries, self.tokenizer))
 
     def _bias_memory(self, graph: ContextGraph):
-        """The neural biaser's memory of a list: computed once, kept for the last few lists."""
+        """The neural biaser's memory of a list."""
         key = tuple(tuple(t) for t in graph.phrase_tokens)
-        with self._bias_memories_lock:
-            bias = self._bias_memories.get(key)
-            if bias is not None:
-                self._bias_memories.move_to_end(key)
-                return bias
-        bias = self.model.bias_memory(graph.phrase_tokens)
-        with self._bias_memories_lock:
-            self._bias_memories[key] = bias
-            while len(self._bias_memories) > self.BIAS_MEMORIES_KEPT:
-                self._bias_memories.popitem(last=False)
-        return bias
+        return self._kept(self._bias_memories, key, self.BIAS_MEMORIES_KEPT,
+                          lambda: self.model.bias_memory(graph.phrase_tokens))
 
     def forget_bias_memories(self) -> None:
         """Drops the kept neural memories and context graphs (a benchmark timing the preparation
