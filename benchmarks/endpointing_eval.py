@@ -12,11 +12,13 @@ reported.
 
 1. The speech detector (logistic over the encoder's frames) is fitted on the dev streams,
    frames labelled from the manifest's layout (speech segments, pauses, hesitations).
-2. The end-of-query detector (logistic over the encoder frames around the last speech
-   before a silence: a pause inside the request, or its end?) is fitted on the silences of
-   `--eoq-corpus` (`corpus build --profile endpointing-train`: training voices and
-   sentences), with the speech detector of step 1 deciding where silences start; its
-   weight decay is the one of EOQ_L2 that tells them apart best on dev.
+2. The end-of-query detector (a pause inside the request, or its end?) is fitted on the
+   silences of `--eoq-corpus` (`corpus build --profile endpointing-train`: training voices
+   and sentences), with the speech detector of step 1 deciding where silences start: a
+   logistic model over the pooled encoder frames around the last speech (its weight decay
+   the one of EOQ_L2 that tells them apart best on dev) and a small GRU over the encoder
+   frames of the 1.2 s up to the silence (its epoch chosen likewise); the one with the
+   higher dev AUC is kept (`--eoq-kind`).
 3. Every utterance is decoded again with both, recording the per-frame evidence
    (FrameObservation) the stream computes.
 4. Four end-pointers are fitted on dev: logistic regressions over dev frames on all the
@@ -56,8 +58,8 @@ import numpy as np
 
 from edgevoice.audio.io import read_audio
 from edgevoice.corpus.manifest import audio_path, read_manifest
-from edgevoice.device.endpoint import (END_OF_QUERY_FEATURES, FEATURES, LM_END_FEATURES, SILENCE_FEATURES,
-                                       EndOfQueryDetector,
+from edgevoice.device.endpoint import (BEAM_LM_END_FEATURES, END_OF_QUERY_FEATURES, FEATURES, LM_END_FEATURES, SILENCE_FEATURES,
+                                       EndOfQueryDetector, RecurrentEndOfQueryDetector,
                                        EndOfSentenceModel, LearnedEndpointer, RuleEndpointer, SpeechDetector,
                                        feature_vector)
 from edgevoice.device.nlu import TemplateNLU
@@ -153,13 +155,14 @@ def scored_silences(rec: dict, obs):
             yield scored, start, int(start >= rec["speech_end"] - 0.1)
 
 
-def end_of_query_samples(rec: dict, obs, enc) -> list[tuple[np.ndarray, int]]:
-    """(EndOfQueryDetector.inputs, 1 if the request's end) for each scored silence, as the
-    stream computes them where it scores it."""
+def end_of_query_samples(rec: dict, obs, enc) -> list[tuple[np.ndarray, float, int]]:
+    """(the encoder frames up to where the stream scores the silence, at most the longer
+    detector's window; seconds since the first speech; 1 if the request's end) for each
+    scored silence, as the stream gives them to the detector there."""
     n = min(len(obs), len(enc))
     first_speech = next((o.time for o in obs[:n] if o.speech_silence == 0.0), None)
-    return [(EndOfQueryDetector.inputs(enc[max(0, j + 1 - EndOfQueryDetector.WINDOW_FRAMES) : j + 1],
-                                       start - first_speech), label)
+    longest = max(EndOfQueryDetector.WINDOW_FRAMES, RecurrentEndOfQueryDetector.WINDOW_FRAMES)
+    return [(enc[max(0, j + 1 - longest) : j + 1], start - first_speech, label)
             for j, start, label in scored_silences(rec, obs[:n]) if j >= 0]
 
 
@@ -172,29 +175,69 @@ def auc(scores, labels) -> float:
 
 
 EOQ_L2 = (1e-3, 3e-3, 1e-2)  # weight decays tried for the end-of-query detector (641 inputs: it overfits)
+EOQ_KINDS = ("logistic", "recurrent", "best")
+EOQ_CORPORA = ",".join(f"corpora/endpointing_train{seed}" for seed in ("", 8, 10, 11))
 
 
-def eoq_samples(recognizer, detector, records, folder) -> tuple[np.ndarray, np.ndarray]:
+def eoq_samples(recognizer, detector, records, folder) -> list[tuple[np.ndarray, float, int]]:
     samples = []
     for rec in records:
         obs, enc = observe(recognizer, None, None, audio_of(rec, folder), detector, encoder_frames=True)
         samples += end_of_query_samples(rec, obs, enc)
-    return np.stack([s[0] for s in samples]), np.array([s[1] for s in samples])
+    return samples
 
 
-def fit_end_of_query(recognizer, detector, records, dev_records, dev_folder) -> tuple[EndOfQueryDetector, dict]:
-    """Fitted on the silences of `records` ((folder, its records) pairs), with the weight decay of EOQ_L2 that tells ends from
-    pauses best on the dev silences (AUC)."""
-    parts = [eoq_samples(recognizer, detector, recs, f) for f, recs in records]
-    x, y = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-    x_dev, y_dev = eoq_samples(recognizer, detector, dev_records, dev_folder)
-    fits = {l2: EndOfQueryDetector.fit(x, y, l2=l2) for l2 in EOQ_L2}
-    dev_auc = {l2: auc([m.log_odds_of_inputs(v) for v in x_dev], y_dev) for l2, m in fits.items()}
-    l2 = max(dev_auc, key=dev_auc.get)
-    eoq = fits[l2]
-    return eoq, {"utterances": sum(len(recs) for _, recs in records), "silences": len(y), "end_share": round(float(y.mean()), 4),
-                 "auc_fit": round(auc([eoq.log_odds_of_inputs(v) for v in x], y), 4), "l2": l2,
-                 "auc_dev_by_l2": {str(k): round(v, 4) for k, v in dev_auc.items()}}
+def logistic_inputs(samples) -> np.ndarray:
+    return np.stack([EndOfQueryDetector.inputs(frames, seconds) for frames, seconds, _ in samples])
+
+
+def recurrent_inputs(samples) -> tuple[np.ndarray, np.ndarray]:
+    pairs = [RecurrentEndOfQueryDetector.inputs(frames, seconds) for frames, seconds, _ in samples]
+    return np.stack([w for w, _ in pairs]), np.array([s for _, s in pairs], np.float32)
+
+
+def fit_end_of_query(recognizer, detector, records, dev_records, dev_folder, kind: str = "best"):
+    """Fitted on the silences of `records` ((folder, its records) pairs): the logistic detector
+    with the weight decay of EOQ_L2 that tells ends from pauses best on the dev silences (AUC),
+    and/or the recurrent one at its best dev epoch; with kind "best", the one of the two with
+    the higher dev AUC."""
+    train = [s for f, recs in records for s in eoq_samples(recognizer, detector, recs, f)]
+    dev = eoq_samples(recognizer, detector, dev_records, dev_folder)
+    y, y_dev = np.array([s[2] for s in train]), np.array([s[2] for s in dev])
+    summary = {"utterances": sum(len(recs) for _, recs in records), "silences": len(y),
+               "end_share": round(float(y.mean()), 4)}
+    fitted = {}
+    if kind in ("logistic", "best"):
+        x, x_dev = logistic_inputs(train), logistic_inputs(dev)
+        fits = {l2: EndOfQueryDetector.fit(x, y, l2=l2) for l2 in EOQ_L2}
+        dev_auc = {l2: auc([m.log_odds_of_inputs(v) for v in x_dev], y_dev) for l2, m in fits.items()}
+        l2 = max(dev_auc, key=dev_auc.get)
+        fitted["logistic"] = (fits[l2], dev_auc[l2], {
+            "auc_fit": round(auc([fits[l2].log_odds_of_inputs(v) for v in x], y), 4), "l2": l2,
+            "auc_dev_by_l2": {str(k): round(v, 4) for k, v in dev_auc.items()}})
+        del x
+    if kind in ("recurrent", "best"):
+        from edgevoice.train.end_of_query import fit_recurrent_end_of_query  # torch: the benchmark's side only
+        (w, d), (w_dev, d_dev) = recurrent_inputs(train), recurrent_inputs(dev)
+        model, info = fit_recurrent_end_of_query(w, d, y, w_dev, d_dev, y_dev)
+        fitted["recurrent"] = (model, max(info["auc_dev_by_epoch"]), info)
+        del w
+    chosen = max(fitted, key=lambda k: fitted[k][1])
+    summary.update(kind=chosen, auc_dev_by_kind={k: round(v[1], 4) for k, v in fitted.items()},
+                   **{k: v[2] for k, v in fitted.items()})
+    return fitted[chosen][0], summary
+
+
+def eoq_line(fit: dict, corpora: str) -> str:
+    """The end-of-query detector's line in the results' markdown."""
+    what = ("a GRU over the encoder frames of the 1.2 s up to the silence" if fit["kind"] == "recurrent"
+            else "logistic over the encoder frames around the last speech before a silence")
+    chosen = f"weight decay {fit['logistic']['l2']:g} chosen on dev" if fit["kind"] == "logistic" \
+        else f"epoch {fit['recurrent']['epoch']} chosen on dev"
+    others = [f"{k} {v:.3f}" for k, v in fit["auc_dev_by_kind"].items()]
+    return (f"- end-of-query detector ({what}, fitted on {fit['silences']:,} silences of {fit['utterances']:,} "
+            f"`{corpora}` utterances, {chosen}; dev AUC of the kinds fitted: {', '.join(others)}): tells the "
+            f"request's end from a pause inside it with AUC {fit['auc_dev']:.3f} on dev, {fit['auc_test']:.3f} on test")
 
 
 def end_of_query_auc(eoq, records, observations) -> float:
@@ -493,9 +536,12 @@ def main() -> None:
     ap.add_argument("--lead-target", type=float, default=0.2, help="speculative lead over the final end wanted (s)")
     ap.add_argument("--reset-target", type=float, default=0.04, help="resets allowed on dev (share of utterances)")
     ap.add_argument("--premature-target", type=float, default=0.005, help="premature-cut rate allowed on dev")
-    ap.add_argument("--eoq-corpus", default="corpora/endpointing_train",
+    ap.add_argument("--eoq-corpus", default=EOQ_CORPORA,
                     help="`corpus build --profile endpointing-train` folder(s), comma-separated, the end-of-query "
-                         "detector is fitted on ('' for none)")
+                         "detector is fitted on ('' for none; default: the four 3-hour sets of recipe.sh)")
+    ap.add_argument("--eoq-kind", default="best", choices=EOQ_KINDS,
+                    help="end-of-query detector: logistic (pooled windows), recurrent (a GRU over 1.2 s of encoder "
+                         "frames), or best: both fitted, the one with the higher dev AUC kept")
     ap.add_argument("--plan-corpus", default="",
                     help="more `corpus build --profile endpointing` folder(s), comma-separated, whose dev splits join "
                          "the corpus's own for fitting and planning (dev voices and sentences: a larger planning set "
@@ -527,7 +573,7 @@ def main() -> None:
     if args.eoq_corpus:
         eoq_records = [(Path(c), [r for r in read_manifest(c) if r["text"] and r["split"] == "train"][: args.limit])
                        for c in args.eoq_corpus.split(",")]
-        eoq, eoq_fit = fit_end_of_query(recognizer, detector, eoq_records, dev, folder)
+        eoq, eoq_fit = fit_end_of_query(recognizer, detector, eoq_records, dev, folder, args.eoq_kind)
     obs_dev = [observe(recognizer, nlu, eos, audio_of(r, folder), detector, end_of_query=eoq) for r in dev]
     obs_test = [observe(recognizer, nlu, eos, audio_of(r, folder), detector, end_of_query=eoq)
                 for r in test]
@@ -553,10 +599,11 @@ def main() -> None:
             return lambda o: ep.is_end(o, lookahead)
         return learned
 
-    def end_of_query_rule(theta, phi=0.0):
+    def end_of_query_rule(theta, phi=0.0, words="lm_end"):
         # silence + theta * log-odds + phi * log P(end | words) >= s0, as a logistic with a
         # steep slope (10 per second); the threshold sweep sets s0 (0.2-1.5 s over the sweep).
-        w = dict(bias=-5.0, speech_silence=10.0, end_of_query=10.0 * theta, lm_end=10.0 * phi)
+        # words: lm_end (the best hypothesis) or beam_lm_end (expected over the beam).
+        w = {"bias": -5.0, "speech_silence": 10.0, "end_of_query": 10.0 * theta, words: 10.0 * phi}
         return [w.get(f, 0.0) for f in FEATURES]
 
     # Candidates: logistic regressions fitted on dev frames over all the evidence and over
@@ -573,12 +620,15 @@ def main() -> None:
             fits += [(f"silence + end of query + LM end (theta {th}, phi {phi})", LM_END_FEATURES,
                       end_of_query_rule(th, phi))
                      for th in (0.0, 0.02, 0.04, 0.06) for phi in (0.02, 0.04, 0.06, 0.08, 0.1, 0.15)]
+            fits += [(f"silence + end of query + beam LM end (theta {th}, phi {phi})", BEAM_LM_END_FEATURES,
+                      end_of_query_rule(th, phi, "beam_lm_end"))
+                     for th in (0.0, 0.02, 0.04, 0.06) for phi in (0.02, 0.04, 0.06, 0.08, 0.1, 0.15)]
     table = DecisionTable(dev, obs_dev, chunk_seconds,
                           lookaheads_for(chunk_seconds) if args.lookahead is None else (args.lookahead,))
     targets = dict(premature=args.premature_target, resets=args.reset_target, lead=args.lead_target)
     plans = {name: plan_on_dev(table, weights, thresholds, targets, args.lookahead) for name, _, weights in fits}
     # Of each family of rules, the best plan stands for them all.
-    for family in ("silence + end of query (", "silence + end of query + LM end"):
+    for family in ("silence + end of query (", "silence + end of query + LM end", "silence + end of query + beam LM end"):
         rules = [name for name, _, _ in fits if name.startswith(family)]
         if rules:
             keep = min(rules, key=lambda n: plan_rank(plans[n]))
@@ -711,11 +761,7 @@ def main() -> None:
              f"- speech detector (logistic over encoder frames, fitted on {detector_fit['frames']:,} dev frames): "
              f"frame accuracy {detector_fit['frame_accuracy_dev']:.1%} on dev, {detector_fit['frame_accuracy_test']:.1%} "
              "on test",
-             *([f"- end-of-query detector (logistic over the encoder frames around the last speech before a silence, "
-                f"fitted on {eoq_fit['silences']:,} silences of {eoq_fit['utterances']:,} `{args.eoq_corpus}` "
-                f"utterances, weight decay {eoq_fit['l2']:g} chosen on dev): tells the request's end from a pause "
-                f"inside it with AUC {eoq_fit['auc_dev']:.3f} on dev, "
-                f"{eoq_fit['auc_test']:.3f} on test"] if eoq_fit else []),
+             *([eoq_line(eoq_fit, args.eoq_corpus)] if eoq_fit else []),
              "", "End of speech -> intent available, median (a cloud round trip, where assumed, is added after the "
              "on-device understanding; the end-pointing delays are measured):", "",
              "| downstream | without speculation | with speculation | saved |", "|---|---|---|---|"]

@@ -10,7 +10,8 @@ import pytest
 from edgevoice.audio.io import read_audio
 from edgevoice.device.endpoint import (END_OF_QUERY_FEATURES, FEATURES, SILENCE_FEATURES, EndOfQueryDetector,
                                        EndOfSentenceModel, FrameObservation,
-                                       LearnedEndpointer, RuleEndpointer, SpeechDetector, feature_vector)
+                                       LearnedEndpointer, RecurrentEndOfQueryDetector, RuleEndpointer, SpeechDetector,
+                                       feature_vector)
 from edgevoice.device.recognizer import Recognizer
 from edgevoice.device.speculation import SpeculativeRunner
 from edgevoice.errors import AudioError, ConfigError, ModelError
@@ -335,7 +336,16 @@ def test_end_of_query_detector_pools_the_frames_around_the_last_speech(tmp_path)
     assert v2.end_of_query is None and len(v2.weights) == len(FEATURES) and v2.weights[-1] == 0.0
 
 
-def test_the_stream_scores_each_silence_once_with_the_end_of_query_detector(recognizer, speech):
+def _recurrent_detector(width: int, seed: int = 0, hidden: int = 8) -> RecurrentEndOfQueryDetector:
+    rng = np.random.default_rng(seed)
+    r = lambda *shape: (0.5 * rng.standard_normal(shape)).astype(np.float32)  # noqa: E731
+    return RecurrentEndOfQueryDetector(mean=r(width), std=np.ones(width, np.float32), proj_w=r(hidden, width),
+                                       proj_b=r(hidden), w_ih=r(3 * hidden, hidden), w_hh=r(3 * hidden, hidden),
+                                       b_ih=r(3 * hidden), b_hh=r(3 * hidden), head_w=r(hidden + 1), head_b=r())
+
+
+@pytest.mark.parametrize("kind", ["logistic", "recurrent"])
+def test_the_stream_scores_each_silence_once_with_the_end_of_query_detector(recognizer, speech, kind):
     width = recognizer.model.joiner_dim
     silent = lambda: np.concatenate([silence(1.0, seed=3), speech[1], silence(1.5, seed=4)])  # noqa: E731
     # A speech detector that hears speech exactly where there is energy above the noise.
@@ -344,25 +354,30 @@ def test_the_stream_scores_each_silence_once_with_the_end_of_query_detector(reco
     enc = np.concatenate(probe.observed_encoder_frames)
     truth = _speech_mask([o.time for o in probe.observations], 1.1, 1.0 + len(speech[1]) / 16000 - 0.4)
     detector = SpeechDetector.fit(SpeechDetector.inputs(enc, [o.blank_prob for o in probe.observations]), truth)
-    # An end-of-query detector whose log-odds are the mean of the first encoder dimension plus
-    # the speech duration.
-    weights = np.zeros(2 * width + 2)
-    weights[0] = weights[width] = 0.5
-    weights[2 * width] = 1.0
-    eoq = EndOfQueryDetector(weights, np.zeros(2 * width + 2), np.ones(2 * width + 2))
+    if kind == "logistic":
+        # Log-odds: the mean of the first encoder dimension plus the speech duration.
+        weights = np.zeros(2 * width + 2)
+        weights[0] = weights[width] = 0.5
+        weights[2 * width] = 1.0
+        eoq = EndOfQueryDetector(weights, np.zeros(2 * width + 2), np.ones(2 * width + 2))
+    else:
+        eoq = _recurrent_detector(width)
     ep = LearnedEndpointer([-50.0] + [0.0] * (len(FEATURES) - 1), 0.99, max_utterance=1e9, speech_detector=detector,
                            end_of_query=eoq)
     obs = _observe(recognizer, silent(), ep).observations
     assert all(o.end_of_query == 0.0 for o in obs if o.speech_silence == 0.0)
     last_speech = max(o.time for o in obs if o.speech_silence == 0.0)
     first_speech = min(o.time for o in obs if o.speech_silence == 0.0)
-    # Two frames into the final silence it is scored from the eight frames before, and kept.
+    # Two frames into the final silence it is scored from the detector's window of frames
+    # before (8 for the logistic one, 30 for the recurrent one), and kept.
     scored = [o for o in obs if o.time > last_speech + 0.07]
     i = next(k for k, o in enumerate(obs) if o.time > last_speech + 0.07)
-    expected = eoq.log_odds(enc[i - 7 : i + 1], last_speech - first_speech)
+    expected = eoq.log_odds(enc[i + 1 - eoq.window_frames : i + 1], last_speech - first_speech)
     assert expected != 0.0
+    assert expected != pytest.approx(eoq.log_odds(enc[i + 2 - eoq.window_frames : i + 1], last_speech - first_speech))
     assert all(o.end_of_query == pytest.approx(expected, rel=1e-4) for o in scored)
-    bad = EndOfQueryDetector(np.zeros(2 * width + 4), np.zeros(2 * width + 4), np.ones(2 * width + 4))
+    bad = EndOfQueryDetector(np.zeros(2 * width + 4), np.zeros(2 * width + 4), np.ones(2 * width + 4)) \
+        if kind == "logistic" else _recurrent_detector(width + 1)
     with pytest.raises(ConfigError, match="end-of-query detector reads"):
         recognizer.create_stream(LearnedEndpointer([0.0] * len(FEATURES), speech_detector=detector, end_of_query=bad))
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from edgevoice.audio.io import read_audio
-from edgevoice.device.endpoint import (FEATURES, LM_END_FEATURES, LM_END_FLOOR, FrameObservation, LearnedEndpointer,
-                                       feature_vector)
+from edgevoice.device.endpoint import (BEAM_LM_END_FEATURES, FEATURES, LM_END_FEATURES, LM_END_FLOOR, FrameObservation,
+                                       LearnedEndpointer, feature_vector)
 from edgevoice.device.model_dir import LM_FUSION_FILE, TOKEN_LM_FILE
 from edgevoice.device.recognizer import Recognizer
 from edgevoice.device.token_lm import TokenNgramLM, build_token_lm
@@ -246,6 +246,35 @@ def test_the_end_pointer_can_ask_the_token_lm_whether_the_words_end_a_sentence(w
     assert min(o.lm_end for o in done) > max(o.lm_end for o in going) + 0.5
 
     # A model directory without a token LM cannot serve such an end-pointer.
+    with pytest.raises(ConfigError, match="no token LM"):
+        Recognizer.load(exported).create_stream(ep)
+
+
+def test_the_beam_tells_the_end_pointer_how_likely_its_words_end_a_sentence(with_lm, exported, audio):
+    w = dict(bias=-5.0, speech_silence=10.0, beam_lm_end=1.0)
+    ep = LearnedEndpointer([w.get(f, 0.0) for f in FEATURES], 0.5)
+    assert ep.uses_lm_end and ep.uses_beam_lm_end and {f for f, v in zip(FEATURES, ep.weights) if v} < set(
+        BEAM_LM_END_FEATURES)
+    samples, sentence = audio[1], SENTENCES[1]
+
+    def observed(beam):
+        stream = Recognizer.load(with_lm, beam=beam, chunk_frames=8).create_stream(_Recording(ep))
+        stream.record_observations = True
+        stream.accept_waveform(16000, np.concatenate([samples, np.zeros(8000, np.float32)]))
+        stream.finish()
+        return stream.observations
+
+    # A beam of one: the best hypothesis' own (floored) log P(end), at each chunk's end.
+    for o in observed(1):
+        if abs(o.time / 0.08 - round(o.time / 0.08)) < 1e-6:
+            assert o.beam_lm_end == pytest.approx(max(LM_END_FLOOR, o.lm_end), abs=1e-5)
+    # A wider beam: an average of the hypotheses' values, so within the floor and 0, and
+    # higher once the whole sentence has been heard than while it goes on.
+    obs = observed(4)
+    assert all(LM_END_FLOOR <= o.beam_lm_end <= 0.0 for o in obs)
+    done = [o.beam_lm_end for o in obs if o.text == sentence]
+    going = [o.beam_lm_end for o in obs if o.text and o.text != sentence]
+    assert done and going and np.median(done) > np.median(going) + 0.5
     with pytest.raises(ConfigError, match="no token LM"):
         Recognizer.load(exported).create_stream(ep)
 

@@ -99,10 +99,14 @@ $EV context word-stats --corpus corpora/bench20 --out models/default/word_contex
 # models/default/endpointer.json on the end-pointing set's dev split).
 $EV corpus build --out corpora/endpointing --hours 1.0 --seed 5 --profile endpointing
 $EV corpus build --out corpora/endpointing_train --hours 3 --seed 6 --profile endpointing-train   # end-of-query detector
+for seed in 8 10 11; do   # 12 hours in all: the recurrent detector gains from more (the logistic one did not)
+  $EV corpus build --out corpora/endpointing_train$seed --hours 3 --seed $seed --profile endpointing-train
+done
 $EV corpus build --out corpora/endpointing_plan --hours 3 --seed 9 --profile endpointing   # its dev split: planning
 .venv/bin/python benchmarks/recognizer_eval.py --model models/default --corpus corpora/bench20
 .venv/bin/python benchmarks/device_eval.py --model models/default --corpus corpora/bench20
-.venv/bin/python benchmarks/endpointing_eval.py --model models/default --corpus corpora/endpointing --text-corpus corpora/bench20 --plan-corpus corpora/endpointing_plan
+.venv/bin/python benchmarks/endpointing_eval.py --model models/default --corpus corpora/endpointing --text-corpus corpora/bench20 --plan-corpus corpora/endpointing_plan \
+  --eoq-corpus corpora/endpointing_train,corpora/endpointing_train8,corpora/endpointing_train10,corpora/endpointing_train11
 .venv/bin/python benchmarks/nlu_eval.py --model models/default --corpus corpora/bench20
 
 # Context biasing: the evaluation set (held-out rare names, lists of 10/100/1000), then

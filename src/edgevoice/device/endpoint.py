@@ -16,10 +16,12 @@ Evidence per encoder frame (40 ms), gathered by the stream:
   noise bursts and quiet, telephone or whispered speech that fool an energy threshold);
 - the partial hypothesis: does it already parse as a complete command (template NLU),
   and how likely a sentence ends after its last words (a word n-gram end-of-sentence
-  model from the training text, and the recognizer's token LM, token_lm.npz);
+  model from the training text, and the recognizer's token LM, token_lm.npz, for the best
+  hypothesis and in expectation over the beam);
 - how the speech before the silence ended (EndOfQueryDetector: a logistic model over the
-  encoder frames around the last speech, fitted on end-pointing training material, where
-  pauses have the prosody of a sentence that goes on): does it sound like a last word?
+  encoder frames around the last speech; RecurrentEndOfQueryDetector: a small GRU over the
+  last 1.2 s of them; both fitted on end-pointing training material, where pauses have the
+  prosody of a sentence that goes on): does it sound like a last word?
 
 `RuleEndpointer` is the usual baseline (sherpa-onnx's rules: 2.4 s of trailing silence
 with nothing decoded, 1.2 s after speech, 20 s at most). `LearnedEndpointer` is a
@@ -52,6 +54,10 @@ class FrameObservation:
     speech_silence: float | None = None  # seconds since the speech detector last heard speech (None: no detector)
     end_of_query: float = 0.0  # log-odds that the speech before this silence ended the request (0: no detector, or speech)
     lm_end: float | None = None  # the token LM's log P(end of sentence | hypothesis) (None: no token LM)
+    # The same, expected over the beam (each hypothesis' log P(end), floored at LM_END_FLOOR, by
+    # its posterior within the beam as the final result would rank it) at the end of the
+    # frame's chunk: where the 1-best is garbled, other hypotheses often hold the words.
+    beam_lm_end: float | None = None
 
 
 def fit_balanced_logistic(x: np.ndarray, y: np.ndarray, l2: float, steps: int, lr: float) -> np.ndarray:
@@ -203,12 +209,114 @@ class EndOfQueryDetector:
         return EndOfQueryDetector(*fit_standardized_logistic(
             x, y, l2, steps, lr, "silences of both kinds (pauses and ends), one label per silence"))
 
+    @property
+    def window_frames(self) -> int:
+        return self.WINDOW_FRAMES
+
     def to_dict(self) -> dict:
-        return {"weights": self.weights.tolist(), "mean": self.mean.tolist(), "std": self.std.tolist()}
+        return {"kind": "logistic", "weights": self.weights.tolist(), "mean": self.mean.tolist(), "std": self.std.tolist()}
 
     @staticmethod
     def from_dict(d: dict) -> "EndOfQueryDetector":
         return EndOfQueryDetector(d["weights"], d["mean"], d["std"])
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -50.0, 50.0)))
+
+
+class RecurrentEndOfQueryDetector:
+    """The same question as EndOfQueryDetector, asked by a small recurrent network over the
+    encoder frames of the last WINDOW_FRAMES (1.2 s) up to FRAMES_AFTER_SPEECH frames into the
+    silence: each frame standardized and projected (ReLU) to `hidden` units, a GRU over the
+    window, and a logistic output over its last state and how long the request has gone on.
+    Where the pooled windows see the last syllable's average, the GRU sees how the speech
+    before the silence unfolded (fitted by edgevoice.train.end_of_query; runs here in numpy,
+    once per silence: ~30 GRU steps of 64 units). Weights follow torch's GRU layout (gates
+    reset, update, new)."""
+
+    WINDOW_FRAMES = 30
+    FRAMES_AFTER_SPEECH = EndOfQueryDetector.FRAMES_AFTER_SPEECH
+    MAX_LOG_ODDS = EndOfQueryDetector.MAX_LOG_ODDS
+    MAX_SPEECH_SECONDS = EndOfQueryDetector.MAX_SPEECH_SECONDS
+    DURATION_SCALE = 5.0  # seconds: the duration input is divided by it
+    _SHAPES = {"mean": ("D",), "std": ("D",), "proj_w": ("H", "D"), "proj_b": ("H",), "w_ih": ("3H", "H"),
+               "w_hh": ("3H", "H"), "b_ih": ("3H",), "b_hh": ("3H",), "head_w": ("H+1",), "head_b": ()}
+
+    def __init__(self, **params):
+        missing = set(self._SHAPES) - set(params)
+        if missing:
+            raise ModelError(f"recurrent end-of-query detector: missing {sorted(missing)}")
+        p = {k: np.asarray(params[k], np.float32) for k in self._SHAPES}
+        if p["proj_w"].ndim != 2:
+            raise ModelError("recurrent end-of-query detector: proj_w must be a matrix")
+        hidden, dim = p["proj_w"].shape
+        sizes = {"D": dim, "H": hidden, "3H": 3 * hidden, "H+1": hidden + 1}
+        for k, shape in self._SHAPES.items():
+            want = tuple(sizes[n] for n in shape)
+            if p[k].shape != want:
+                raise ModelError(f"recurrent end-of-query detector: {k} has shape {p[k].shape}, expected {want}")
+            if not np.isfinite(p[k]).all():
+                raise ModelError(f"recurrent end-of-query detector: {k} is not finite")
+        if not (p["std"] > 0).all():
+            raise ModelError("recurrent end-of-query detector: std must be positive")
+        self.params = p
+        self.window_frames = self.WINDOW_FRAMES
+
+    @property
+    def input_dim(self) -> int:
+        return self.params["proj_w"].shape[1]
+
+    @property
+    def hidden(self) -> int:
+        return self.params["proj_w"].shape[0]
+
+    @classmethod
+    def inputs(cls, recent_frames: np.ndarray, speech_seconds: float) -> tuple[np.ndarray, float]:
+        """(the last WINDOW_FRAMES encoder frames, zeros in front at a stream's start; the
+        speech duration, capped) as the network reads them."""
+        frames = np.asarray(recent_frames, np.float32)[-cls.WINDOW_FRAMES :]
+        if len(frames) < cls.WINDOW_FRAMES:
+            frames = np.concatenate([np.zeros((cls.WINDOW_FRAMES - len(frames), frames.shape[1]), np.float32), frames])
+        return frames, min(max(float(speech_seconds), 0.0), cls.MAX_SPEECH_SECONDS)
+
+    def log_odds(self, recent_frames: np.ndarray, speech_seconds: float) -> float:
+        return self.log_odds_of_inputs(*self.inputs(recent_frames, speech_seconds))
+
+    def log_odds_of_inputs(self, window: np.ndarray, duration: float) -> float:
+        p = self.params
+        if window.ndim != 2 or window.shape[1] != self.input_dim:
+            raise ModelError(f"end-of-query detector expects {self.input_dim}-dim encoder frames, got {window.shape[-1]}")
+        x = np.maximum(((window - p["mean"]) / p["std"]) @ p["proj_w"].T + p["proj_b"], 0.0)
+        gates_in = x @ p["w_ih"].T + p["b_ih"]  # every step's input part at once
+        hid = self.hidden
+        h = np.zeros(hid, np.float32)
+        for g in gates_in:
+            gh = p["w_hh"] @ h + p["b_hh"]
+            r = _sigmoid(g[:hid] + gh[:hid])
+            z = _sigmoid(g[hid : 2 * hid] + gh[hid : 2 * hid])
+            n = np.tanh(g[2 * hid :] + r * gh[2 * hid :])
+            h = (1.0 - z) * n + z * h
+        z = float(p["head_w"][0] * duration / self.DURATION_SCALE + p["head_w"][1:] @ h + p["head_b"])
+        return max(-self.MAX_LOG_ODDS, min(self.MAX_LOG_ODDS, z))
+
+    def to_dict(self) -> dict:
+        return {"kind": "recurrent", **{k: v.tolist() for k, v in self.params.items()}}
+
+    @staticmethod
+    def from_dict(d: dict) -> "RecurrentEndOfQueryDetector":
+        return RecurrentEndOfQueryDetector(**{k: v for k, v in d.items() if k != "kind"})
+
+
+def end_of_query_from_dict(d: dict) -> "EndOfQueryDetector | RecurrentEndOfQueryDetector":
+    """Either kind, as the end-pointer file stores it (files before the recurrent kind hold
+    the logistic one without a "kind")."""
+    kind = d.get("kind", "logistic")
+    if kind == "logistic":
+        return EndOfQueryDetector.from_dict(d)
+    if kind == "recurrent":
+        return RecurrentEndOfQueryDetector.from_dict(d)
+    raise ModelError(f"unknown end-of-query detector kind {kind!r}")
 
 
 class AcousticActivity:
@@ -287,15 +395,18 @@ class RuleEndpointer:
 
 
 FEATURES = ("bias", "speech_silence", "min_silence", "trailing_blank", "acoustic_silence", "eos_prob", "complete",
-            "blank_prob", "eos_x_silence", "complete_x_silence", "end_of_query", "lm_end")
+            "blank_prob", "eos_x_silence", "complete_x_silence", "end_of_query", "lm_end", "beam_lm_end")
 # The subset that asks only how long the speech detector (and the decoder) have heard nothing.
 SILENCE_FEATURES = ("bias", "speech_silence", "min_silence")
 # Silence, and how the speech before it ended: a rule "silence + theta * end_of_query >= s0"
 # (the likelier an end, the shorter the wait), theta searched on dev.
 END_OF_QUERY_FEATURES = ("bias", "speech_silence", "end_of_query")
 # ... and how likely the words heard so far end a sentence (the token LM): "silence + theta *
-# end-of-query log-odds + phi * log P(end | words) >= s0" (theta, phi searched on dev).
+# end-of-query log-odds + phi * log P(end | words) >= s0" (theta, phi searched on dev), the
+# words those of the best hypothesis ...
 LM_END_FEATURES = ("bias", "speech_silence", "end_of_query", "lm_end")
+# ... or of the whole beam, each hypothesis' log P(end) weighed by its posterior.
+BEAM_LM_END_FEATURES = ("bias", "speech_silence", "end_of_query", "beam_lm_end")
 # log P(end of sentence) below this counts as this (a hypothesis mid-phrase reads -8 to -15
 # nats; beyond, the difference says nothing more).
 LM_END_FLOOR = -10.0
@@ -307,9 +418,11 @@ def feature_vector(obs: FrameObservation, lookahead: float = 0.0) -> np.ndarray:
     # Without a speech detector, the energy and the decoder's trailing blanks stand in for it.
     ss = min(obs.speech_silence + lookahead, 3.0) if obs.speech_silence is not None else min(tb, ac)
     ms = min(ss, tb)
-    lm_end = max(obs.lm_end, LM_END_FLOOR) if obs.lm_end is not None else 0.0  # None only where it weighs nothing
+    # None only where they weigh nothing (no token LM).
+    lm_end = max(obs.lm_end, LM_END_FLOOR) if obs.lm_end is not None else 0.0
+    beam_lm_end = max(obs.beam_lm_end, LM_END_FLOOR) if obs.beam_lm_end is not None else 0.0
     return np.array([1.0, ss, ms, tb, ac, obs.eos_prob, float(obs.complete), obs.blank_prob,
-                     obs.eos_prob * ss, float(obs.complete) * ss, obs.end_of_query, lm_end], np.float64)
+                     obs.eos_prob * ss, float(obs.complete) * ss, obs.end_of_query, lm_end, beam_lm_end], np.float64)
 
 
 @dataclass
@@ -324,13 +437,17 @@ class LearnedEndpointer:
     # in chunks of this size (decisions come only when a chunk is decoded; the model's own
     # chunk, 320 ms, would delay them and leave the speculative one no lead). None: the model's.
     decision_frames: int | None = 8
-    end_of_query: EndOfQueryDetector | None = field(default=None, repr=False)
+    end_of_query: EndOfQueryDetector | RecurrentEndOfQueryDetector | None = field(default=None, repr=False)
 
     @property
     def uses_lm_end(self) -> bool:
-        """Whether it weighs the token LM's end-of-sentence probability (the model directory
-        must then have a token LM)."""
-        return bool(self.weights[FEATURES.index("lm_end")])
+        """Whether it weighs the token LM's end-of-sentence probability, of the best hypothesis
+        or of the beam (the model directory must then have a token LM)."""
+        return bool(self.weights[FEATURES.index("lm_end")] or self.weights[FEATURES.index("beam_lm_end")])
+
+    @property
+    def uses_beam_lm_end(self) -> bool:
+        return bool(self.weights[FEATURES.index("beam_lm_end")])
 
     def probability(self, obs: FrameObservation, lookahead: float = 0.0) -> float:
         z = float(feature_vector(obs, lookahead) @ np.asarray(self.weights))
@@ -356,7 +473,7 @@ class LearnedEndpointer:
         return fit_balanced_logistic(X, y, l2, steps, lr).tolist()
 
     def save(self, path: str | Path) -> None:
-        data = {"format": "edgevoice-endpointer", "version": 4, "features": list(FEATURES),
+        data = {"format": "edgevoice-endpointer", "version": 5, "features": list(FEATURES),
                 "weights": self.weights, "threshold": self.threshold, "speculative_lookahead": self.speculative_lookahead,
                 "max_utterance": self.max_utterance, "decision_frames": self.decision_frames,
                 "eos": {"prior": self.eos.prior, "counts": self.eos.counts} if self.eos else None,
@@ -381,7 +498,7 @@ class LearnedEndpointer:
             frames = data.get("decision_frames", 8)  # files before the field were all tuned at 8
             if frames is not None and (not isinstance(frames, int) or frames <= 0):
                 raise ValueError(f"decision_frames must be a positive number of frames, got {frames!r}")
-            end_of_query = EndOfQueryDetector.from_dict(data["end_of_query"]) if data.get("end_of_query") else None
+            end_of_query = end_of_query_from_dict(data["end_of_query"]) if data.get("end_of_query") else None
             return LearnedEndpointer(weights, float(data["threshold"]), float(data["speculative_lookahead"]),
                                      float(data["max_utterance"]), eos, detector, frames, end_of_query)
         except (OSError, ValueError, KeyError, TypeError, ModelError) as exc:

@@ -23,7 +23,7 @@ import numpy as np
 
 from edgevoice.audio.features import FeatureConfig, StreamingFbank
 from edgevoice.audio.io import SAMPLE_RATE
-from edgevoice.device.endpoint import (AcousticActivity, EndOfQueryDetector, FrameObservation, LearnedEndpointer,
+from edgevoice.device.endpoint import (LM_END_FLOOR, AcousticActivity, FrameObservation, LearnedEndpointer,
                                        RuleEndpointer)
 from edgevoice.device.context import ContextGraph, spoken_form
 from edgevoice.device.lattice import Lattice
@@ -288,8 +288,10 @@ class Stream:
         self._last_speech: float | None = None  # when the speech detector last heard speech
         self._first_speech: float | None = None  # and when it first did
         # The last encoder frames (for the end-of-query detector) and its verdict on the silence now.
-        self._recent_frames: collections.deque = collections.deque(maxlen=EndOfQueryDetector.WINDOW_FRAMES)
+        eoq = getattr(endpointer, "end_of_query", None)
+        self._recent_frames: collections.deque = collections.deque(maxlen=eoq.window_frames if eoq is not None else 1)
         self._end_of_query = 0.0
+        self._lm_end_cache: dict[tuple, float] = {}  # LM context -> floored log P(end of sentence)
         self._last_partial = ""
         self._speculated: tuple | None = None  # tokens of the standing speculation
         self._text_cache: dict[tuple, tuple[str, float, bool, float | None]] = {}
@@ -426,6 +428,27 @@ class Stream:
             self._text_cache[tokens] = (text, p, complete, lm_end)
         return self._text_cache[tokens]
 
+    def _beam_lm_end(self) -> float | None:
+        """The token LM's log P(end of sentence), floored, expected over the beam as the final
+        result would rank it (None without a token LM)."""
+        lm = self.recognizer.token_lm
+        if lm is None:
+            return None
+        hyps = self._search.nbest(final=True)
+        scores = np.array([h.score for h in hyps])
+        posterior = np.exp(scores - scores.max())
+        posterior /= posterior.sum()
+        ends = []
+        for h in hyps:
+            context = (lm.start() + h.tokens)[-(lm.order - 1):] if lm.order > 1 else ()
+            end = self._lm_end_cache.get(context)
+            if end is None:
+                if len(self._lm_end_cache) > 1024:  # bounded, whatever the stream's length
+                    self._lm_end_cache.clear()
+                end = self._lm_end_cache[context] = max(LM_END_FLOOR, float(lm.log_probs(context)[0]))
+            ends.append(end)
+        return float(posterior @ np.array(ends))
+
     def _endpoint(self, energy: np.ndarray, encoder_frames: np.ndarray) -> None:
         """Evidence for every frame of the chunk just decoded; decisions at its end, where
         the hypotheses, the partial text and the lattice are those of the whole chunk."""
@@ -442,6 +465,7 @@ class Stream:
         if detector is not None and trace:
             speech = detector.probability(encoder_frames[: len(trace)], np.exp([lp for _, lp in trace]), loudest)
         obs = None
+        beam_lm_end = None  # once per chunk, for every frame of it: the beam is the chunk's end's
         for i, (best, blank_lp) in enumerate(trace):
             t = (first_frame + i + 1) * fs
             silence = self._activity.update(loudest[i], t)
@@ -464,8 +488,10 @@ class Stream:
             if i < len(trace) - 1 and not self.record_observations:
                 continue
             text, eos, complete, lm_end = self._describe(best.tokens)
+            if beam_lm_end is None and (self.record_observations or getattr(self.endpointer, "uses_beam_lm_end", False)):
+                beam_lm_end = self._beam_lm_end()
             obs = FrameObservation(t, t - last * fs, len(best.tokens), math.exp(blank_lp), silence, text, eos, complete,
-                                   speech_silence, self._end_of_query, lm_end)
+                                   speech_silence, self._end_of_query, lm_end, beam_lm_end)
             if self.record_observations:
                 self.observations.append(obs)
         if obs is None:
