@@ -176,6 +176,12 @@ def auc(scores, labels) -> float:
 
 EOQ_L2 = (1e-3, 3e-3, 1e-2)  # weight decays tried for the end-of-query detector (641 inputs: it overfits)
 EOQ_KINDS = ("logistic", "recurrent", "best")
+EOQ_KIND_DEFAULT = "best"
+# The rules with the words: theta per unit of end-of-query log-odds, phi per nat of log P(end).
+# theta reaches 0.15: the recurrent detector's log-odds are worth more (its first run planned
+# at the old grid's edge, 0.06).
+WORD_RULE_THETAS = (0.0, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15)
+WORD_RULE_PHIS = (0.02, 0.04, 0.06, 0.08, 0.1, 0.15)
 EOQ_CORPORA = ",".join(f"corpora/endpointing_train{seed}" for seed in ("", 8, 10, 11))
 
 
@@ -539,7 +545,7 @@ def main() -> None:
     ap.add_argument("--eoq-corpus", default=EOQ_CORPORA,
                     help="`corpus build --profile endpointing-train` folder(s), comma-separated, the end-of-query "
                          "detector is fitted on ('' for none; default: the four 3-hour sets of recipe.sh)")
-    ap.add_argument("--eoq-kind", default="best", choices=EOQ_KINDS,
+    ap.add_argument("--eoq-kind", default=EOQ_KIND_DEFAULT, choices=EOQ_KINDS,
                     help="end-of-query detector: logistic (pooled windows), recurrent (a GRU over 1.2 s of encoder "
                          "frames), or best: both fitted, the one with the higher dev AUC kept")
     ap.add_argument("--plan-corpus", default="",
@@ -619,10 +625,10 @@ def main() -> None:
         if recognizer.token_lm is not None:  # and the words: how likely they end a sentence
             fits += [(f"silence + end of query + LM end (theta {th}, phi {phi})", LM_END_FEATURES,
                       end_of_query_rule(th, phi))
-                     for th in (0.0, 0.02, 0.04, 0.06) for phi in (0.02, 0.04, 0.06, 0.08, 0.1, 0.15)]
+                     for th in WORD_RULE_THETAS for phi in WORD_RULE_PHIS]
             fits += [(f"silence + end of query + beam LM end (theta {th}, phi {phi})", BEAM_LM_END_FEATURES,
                       end_of_query_rule(th, phi, "beam_lm_end"))
-                     for th in (0.0, 0.02, 0.04, 0.06) for phi in (0.02, 0.04, 0.06, 0.08, 0.1, 0.15)]
+                     for th in WORD_RULE_THETAS for phi in WORD_RULE_PHIS]
     table = DecisionTable(dev, obs_dev, chunk_seconds,
                           lookaheads_for(chunk_seconds) if args.lookahead is None else (args.lookahead,))
     targets = dict(premature=args.premature_target, resets=args.reset_target, lead=args.lead_target)
@@ -673,7 +679,8 @@ def main() -> None:
         "command": "python benchmarks/endpointing_eval.py --model {} --corpus {} --text-corpus {}{}".format(
             args.model, args.corpus, args.text_corpus,
             f" --chunk-frames {args.chunk_frames}" if args.chunk_frames != 8 else "")
-        + (f" --eoq-corpus {args.eoq_corpus}" if args.eoq_corpus != "corpora/endpointing_train" else "")
+        + (f" --eoq-corpus {args.eoq_corpus}" if args.eoq_corpus != EOQ_CORPORA else "")
+        + (f" --eoq-kind {args.eoq_kind}" if args.eoq_kind != EOQ_KIND_DEFAULT else "")
         + (f" --precision {args.precision}" if args.precision != "auto" else "")
         + (f" --plan-corpus {args.plan_corpus}" if args.plan_corpus else ""),
         "precision": recognizer.precision,
