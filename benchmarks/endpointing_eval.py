@@ -66,6 +66,7 @@ from edgevoice.device.nlu import TemplateNLU
 from edgevoice.corpus.layout import strip_wake_word
 from edgevoice.device.model_dir import PRECISIONS
 from edgevoice.device.recognizer import Recognizer
+from edgevoice.train.end_of_query import auc, fit_recurrent_end_of_query
 
 RESULTS = Path(__file__).parent / "results"
 DOWNSTREAM_RTTS = (0.0, 0.1, 0.2)  # assumed cloud round trips (s) added after the on-device understanding
@@ -166,14 +167,6 @@ def end_of_query_samples(rec: dict, obs, enc) -> list[tuple[np.ndarray, float, i
             for j, start, label in scored_silences(rec, obs[:n]) if j >= 0]
 
 
-def auc(scores, labels) -> float:
-    scores, labels = np.asarray(scores), np.asarray(labels)
-    pos, neg = scores[labels == 1], scores[labels == 0]
-    if not len(pos) or not len(neg):
-        return float("nan")
-    return float((pos[:, None] > neg[None, :]).mean() + 0.5 * (pos[:, None] == neg[None, :]).mean())
-
-
 EOQ_L2 = (1e-3, 3e-3, 1e-2)  # weight decays tried for the end-of-query detector (641 inputs: it overfits)
 EOQ_KINDS = ("logistic", "recurrent", "best")
 EOQ_KIND_DEFAULT = "best"
@@ -223,7 +216,6 @@ def fit_end_of_query(recognizer, detector, records, dev_records, dev_folder, kin
             "auc_dev_by_l2": {str(k): round(v, 4) for k, v in dev_auc.items()}})
         del x
     if kind in ("recurrent", "best"):
-        from edgevoice.train.end_of_query import fit_recurrent_end_of_query  # torch: the benchmark's side only
         (w, d), (w_dev, d_dev) = recurrent_inputs(train), recurrent_inputs(dev)
         model, info = fit_recurrent_end_of_query(w, d, y, w_dev, d_dev, y_dev)
         fitted["recurrent"] = (model, max(info["auc_dev_by_epoch"]), info)
